@@ -1,0 +1,69 @@
+"""What a run leaves on disk: pictures and metrics.json, each written atomically."""
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from torchvision.utils import save_image
+
+
+def _publish(tmp: str, path: Path) -> None:
+    """Give `tmp` the permissions of a normally created file, then rename it to `path`."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to a temporary file beside `path`, then rename: `path` is never partial."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        _publish(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, payload: dict) -> None:
+    """Atomically write `payload` as indented JSON; non-finite floats become null."""
+    atomic_write_bytes(path, (json.dumps(_finite(payload), indent=2) + "\n").encode())
+
+
+def save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
+    """Save (N, C, H, W) images in [-1, 1] as one PNG grid of `nrow` columns, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
+    os.close(fd)
+    try:
+        save_image(images.detach().float().cpu(), tmp, nrow=nrow, normalize=True, value_range=(-1, 1))
+        _publish(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def interleave_rows(originals: torch.Tensor, reconstructions: torch.Tensor, nrow: int = 8) -> torch.Tensor:
+    """Stack rows of `nrow` originals each above the row of their reconstructions.
+
+    Both (N, C, H, W) with N divisible by nrow; returns (2N, C, H, W).
+    """
+    n = len(originals)
+    rows = torch.stack([originals.view(n // nrow, nrow, *originals.shape[1:]), reconstructions.view(n // nrow, nrow, *originals.shape[1:])], 1)
+    return rows.reshape(2 * n, *originals.shape[1:])
+
+
+def _finite(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj

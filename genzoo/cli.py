@@ -1,0 +1,42 @@
+"""Command line: `python -m genzoo key=value ...` (and the `genzoo` console script).
+
+Hydra parses the overrides and makes the run directory; `run(cfg)` does the work. Input
+errors print one line and exit with status 2; HYDRA_FULL_ERROR=1 shows the traceback.
+"""
+
+import os
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from genzoo.config import check_group_choices
+from genzoo.errors import GenzooError
+from genzoo.paths import config_dir
+
+
+def _fail(err: Exception):
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise err
+    print(f"genzoo: error: {err}", file=sys.stderr)
+    sys.exit(2)
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
+def _task(cfg: DictConfig) -> None:
+    from genzoo.runner import run
+
+    try:
+        payload = run(cfg)
+    except GenzooError as err:
+        _fail(err)
+    print(f"genzoo: {payload['model']} on {payload['data']}: {payload['status']}; metrics {payload['metrics']}")
+
+
+def main() -> None:
+    """Entry point of `genzoo` and `python -m genzoo`."""
+    try:
+        check_group_choices(a for a in sys.argv[1:] if not a.startswith("-"))
+    except GenzooError as err:
+        _fail(err)
+    _task()

@@ -1,0 +1,116 @@
+"""Composing and validating configs before anything runs.
+
+The schema is the table `RULES`: for each key, what a valid value is. A key absent from
+the composed config (a family without `beta`, say) is not checked. Group options
+(model=..., data=...) are checked against the files in conf/ first, so a typo gives one
+line with the allowed values instead of Hydra's multi-line report.
+"""
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from omegaconf import DictConfig, OmegaConf
+
+from genzoo.errors import ConfigError
+from genzoo.paths import config_dir
+
+GROUPS = ("model", "data", "hardware", "logger", "budget")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What a valid value of one key is: `check(value)` holds; `want` says it in words."""
+
+    check: Callable[[object], bool]
+    want: str
+    example: str
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+POSITIVE_INT = Rule(lambda v: _is_int(v) and v > 0, "a positive integer", "16")
+POSITIVE_NUMBER = Rule(lambda v: _is_number(v) and v > 0, "a positive number", "1e-3")
+
+RULES: dict[str, Rule] = {
+    "seed": Rule(lambda v: _is_int(v) and v >= 0, "a non-negative integer", "0"),
+    "data.batch_size": POSITIVE_INT,
+    "data.val_fraction": Rule(lambda v: _is_number(v) and 0 < v < 1, "a number in (0, 1)", "0.1"),
+    "data.num_workers": Rule(lambda v: _is_int(v) and v >= 0, "a non-negative integer", "0"),
+    "model.latent_dim": POSITIVE_INT,
+    "model.hidden_dim": POSITIVE_INT,
+    "model.beta": Rule(lambda v: _is_number(v) and v >= 0, "a number >= 0", "1.0"),
+    "model.likelihood": Rule(lambda v: v in ("gaussian", "bernoulli"), "one of gaussian, bernoulli", "gaussian"),
+    "model.net": Rule(lambda v: v in ("conv", "mlp"), "one of conv, mlp", "conv"),
+    "model.channels": Rule(
+        lambda v: len(v) > 0 and all(_is_int(c) and c > 0 for c in v), "a non-empty list of positive integers", "[32,64]"
+    ),
+    "model.optimizer.lr": POSITIVE_NUMBER,
+    "budget.max_epochs": Rule(lambda v: _is_int(v) and (v > 0 or v == -1), "a positive integer or -1", "10"),
+    "budget.max_steps": Rule(lambda v: _is_int(v) and (v > 0 or v == -1), "a positive integer or -1 (no limit)", "-1"),
+    "budget.n_test": Rule(lambda v: v is None or (_is_int(v) and v > 0), "a positive integer or null", "1000"),
+}
+
+
+def group_options(group: str) -> list[str]:
+    """The options of a config group: the names of its yaml files in conf/<group>/."""
+    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+
+
+def check_group_choices(overrides: Iterable[str]) -> None:
+    """Raise ConfigError for an override that picks a group option that does not exist.
+
+    Understands `group=a` and sweeps `group=a,b`; leaves other forms to Hydra.
+    """
+    for item in overrides:
+        key, sep, value = item.lstrip("+~").partition("=")
+        if not sep or key not in GROUPS or "(" in value:
+            continue
+        allowed = group_options(key)
+        for choice in value.split(","):
+            if choice.strip() not in allowed:
+                raise ConfigError(f"unknown {key} option '{choice}': choose one of {', '.join(allowed)} (e.g. {key}={allowed[0]})")
+
+
+def load_config(overrides: Iterable[str] = ()) -> DictConfig:
+    """Compose conf/config.yaml with `overrides` (as on the command line) and validate it.
+
+    For tests and notebooks: `run(load_config(["model=ae", "output_dir=/tmp/x"]))`.
+    Raises ConfigError for an unknown group option or an invalid value.
+    """
+    from hydra import compose, initialize_config_dir
+
+    overrides = list(overrides)
+    check_group_choices(overrides)
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check every key of RULES present in cfg; raise ConfigError naming the first bad one."""
+    for key, rule in RULES.items():
+        value = OmegaConf.select(cfg, key, default=_ABSENT)
+        if value is _ABSENT:
+            continue
+        if OmegaConf.is_config(value):
+            value = OmegaConf.to_container(value)
+        if not rule.check(value):
+            raise ConfigError(f"{key}={value!r} is invalid: it must be {rule.want} (e.g. {key}={rule.example})")
+
+
+def effective_budget(budget: DictConfig, family: str) -> dict:
+    """The budget keys for one family: the tier's defaults updated by `families.<family>`."""
+    plain = OmegaConf.to_container(budget, resolve=True)
+    overrides = plain.pop("families", None) or {}
+    plain.update(overrides.get(family, {}))
+    return plain
+
+
+_ABSENT = object()

@@ -1,0 +1,137 @@
+"""One LightningDataModule for every image dataset genzoo trains on."""
+
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from genzoo.data.sources import dataset_spec, load_split
+from genzoo.paths import default_data_root
+
+
+class UInt8Images(Dataset):
+    """Images held as one uint8 tensor, served as float batches in [-1, 1].
+
+    `__getitems__` lets the DataLoader fetch a whole batch with one indexing op instead of
+    one Python call per image (the per-image path costs more than a small model's step).
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return to_unit_range(self.images[i]), self.labels[i]
+
+    def __getitems__(self, indices):
+        idx = torch.as_tensor(indices)
+        return to_unit_range(self.images[idx]), self.labels[idx]
+
+
+def to_unit_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float32 [-1, 1] (x / 127.5 - 1: 0 -> -1, 255 -> 1, 256 evenly spaced levels)."""
+    return images.float().div_(127.5).sub_(1.0)
+
+
+def _collated(batch):
+    """Collate function for UInt8Images.__getitems__, whose output is already a batch."""
+    return batch
+
+
+class ImageDataModule(L.LightningDataModule):
+    """Train / val / test splits of one image dataset as (B, C, H, W) floats in [-1, 1].
+
+    The validation split is carved from the official train split by a permutation seeded
+    with `split_seed`, so it is the same in every run, family and process; the test split
+    is the official one (its first `n_test` images when `n_test` is set).
+
+    Args:
+        name: mnist, fashion_mnist or cifar10.
+        root: dataset root; None means `$GENZOO_DATA`, else `~/.cache/genzoo/data`.
+        download: let torchvision download missing files (needs internet).
+        batch_size: images per batch, > 0.
+        val_fraction: share of the train split held out for validation, in (0, 1).
+        split_seed: seed of the train/val permutation.
+        num_workers: DataLoader worker processes (0 is fastest for in-memory tensors).
+        n_test: evaluate on the first n test images; None for the whole test split.
+
+    Batches are `(images, labels)`: float32 (B, C, H, W) in [-1, 1] and int64 (B,).
+    Raises DatasetNotFoundError (from setup) when the files are missing and not downloadable.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        root: str | None = None,
+        download: bool = True,
+        batch_size: int = 128,
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+        num_workers: int = 0,
+        n_test: int | None = None,
+    ):
+        super().__init__()
+        self.spec = dataset_spec(name)
+        self.name = name
+        self.root = Path(root).expanduser() if root else default_data_root()
+        self.download = download
+        self.batch_size = batch_size
+        self.val_fraction = val_fraction
+        self.split_seed = split_seed
+        self.num_workers = num_workers
+        self.n_test = n_test
+        self.train_set = self.val_set = self.test_set = None
+        self._prepared = False
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of every image."""
+        return self.spec.image_shape
+
+    @property
+    def num_classes(self) -> int:
+        return self.spec.num_classes
+
+    def prepare_data(self):
+        # Runs on one process: finds, copies or downloads the files before setup reads them.
+        if self._prepared or self.train_set is not None:
+            return
+        for train in (True, False):
+            load_split(self.name, self.root, train=train, download=self.download)
+        self._prepared = True
+
+    def setup(self, stage: str | None = None):
+        if self.train_set is not None:
+            return
+        images, labels = load_split(self.name, self.root, train=True, download=self.download)
+        n_val = int(round(len(labels) * self.val_fraction))
+        perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.split_seed))
+        val_idx, train_idx = perm[:n_val], perm[n_val:]
+        self.train_set = UInt8Images(images[train_idx], labels[train_idx])
+        self.val_set = UInt8Images(images[val_idx], labels[val_idx])
+        images, labels = load_split(self.name, self.root, train=False, download=self.download)
+        n = len(labels) if self.n_test is None else min(self.n_test, len(labels))
+        self.test_set = UInt8Images(images[:n], labels[:n])
+
+    def _loader(self, dataset, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            drop_last=shuffle,  # equal-sized training batches; every val/test image is scored
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=_collated,
+        )
+
+    def train_dataloader(self):
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self):
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self):
+        return self._loader(self.test_set, shuffle=False)

@@ -1,0 +1,17 @@
+"""User-facing errors: each message is one line saying what was wrong and how to fix it.
+
+The CLI prints these without a traceback (set HYDRA_FULL_ERROR=1 to see one); any other
+exception is a bug and keeps its traceback.
+"""
+
+
+class GenzooError(Exception):
+    """Base class of the errors caused by input (config, data, files), not by a bug."""
+
+
+class ConfigError(GenzooError, ValueError):
+    """A config value or group option is invalid; the message names the key and the fix."""
+
+
+class DatasetNotFoundError(GenzooError, FileNotFoundError):
+    """A dataset is neither on disk nor downloadable; the message lists paths and fixes."""

@@ -1,0 +1,7 @@
+"""One LightningModule per family, all implementing GenerativeModel."""
+
+from genzoo.models.autoencoder import Autoencoder
+from genzoo.models.base import GenerativeModel
+from genzoo.models.vae import VAE
+
+__all__ = ["VAE", "Autoencoder", "GenerativeModel"]

@@ -1,0 +1,28 @@
+"""Where genzoo finds its Hydra configs and keeps its datasets."""
+
+import os
+from importlib import resources
+from pathlib import Path
+
+
+def config_dir() -> Path:
+    """Directory of the Hydra config groups.
+
+    A wheel ships them as the package `genzoo.conf`; a source checkout has them in the
+    top-level `conf/` next to the package.
+    """
+    packaged = Path(str(resources.files("genzoo"))) / "conf"
+    if (packaged / "config.yaml").is_file():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "conf"
+
+
+def default_data_root() -> Path:
+    """Dataset root when `data.root` is unset: `$GENZOO_DATA`, else the user cache.
+
+    The user cache is `$XDG_CACHE_HOME/genzoo/data`, falling back to `~/.cache/genzoo/data`.
+    """
+    if os.environ.get("GENZOO_DATA"):
+        return Path(os.environ["GENZOO_DATA"]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "genzoo" / "data"

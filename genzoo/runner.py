@@ -1,0 +1,146 @@
+"""One run: build from the config, train, sample, score, write the run directory."""
+
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+from genzoo import protocol
+from genzoo.artifacts import interleave_rows, save_grid, write_json
+from genzoo.callbacks import SampleGridLogger, TrainingClock
+from genzoo.config import effective_budget, validate
+from genzoo.errors import ConfigError
+from genzoo.models.base import GenerativeModel
+
+
+def run(cfg: DictConfig) -> dict:
+    """Train, sample and score one model; write its run directory and return metrics.json.
+
+    Steps: validate the config, seed everything, build the data module, model and
+    Lightning Trainer, fit (checkpoints: last and best by val/loss), test the final
+    weights, then write samples.png, reconstructions.png (AE/VAE), config.yaml and
+    metrics.json into `cfg.output_dir` (under the CLI: Hydra's run directory).
+
+    Returns the metrics.json payload: {"model", "data", "status", "metrics", "timing",
+    "protocol"}. Raises ConfigError or DatasetNotFoundError for bad input, before training.
+    """
+    validate(cfg)
+    run_dir = _output_dir(cfg)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    data = instantiate(cfg.data)
+    model = build_model(cfg.model, data.image_shape)
+    budget = effective_budget(cfg.budget, model.family)
+    data.n_test = budget["n_test"]
+    data.setup("fit")  # a missing dataset stops the run here, before the trainer starts
+    clock = TrainingClock()
+    checkpoints = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="best-epoch{epoch}-step{step}",
+        monitor="val/loss",
+        mode="min",
+        save_top_k=1,
+        save_last=True,
+        auto_insert_metric_name=False,
+    )
+    trainer = L.Trainer(
+        accelerator=cfg.hardware.accelerator,
+        devices=cfg.hardware.devices,
+        precision=cfg.hardware.precision,
+        max_epochs=budget["max_epochs"],
+        max_steps=budget["max_steps"],
+        limit_train_batches=budget["limit_train_batches"],
+        limit_val_batches=budget["limit_val_batches"],
+        logger=_logger(cfg, run_dir),
+        callbacks=[checkpoints, clock, SampleGridLogger(seed=cfg.seed)],
+        default_root_dir=str(run_dir),
+        enable_progress_bar=cfg.progress_bar,
+        enable_model_summary=False,
+        log_every_n_steps=10,
+    )
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+
+    trainer.fit(model, datamodule=data)
+    tested = trainer.test(model, datamodule=data, verbose=False)[0]
+    _write_pictures(model, data, run_dir, cfg.seed)
+
+    metrics = {k: float(v) for k, v in tested.items()}
+    payload = {
+        "model": model.family,
+        "data": data.name,
+        "status": "completed",
+        "metrics": metrics,
+        "timing": {
+            "train_seconds": clock.train_seconds,
+            "train_images_per_second": clock.images_per_second,
+            "train_images": clock.images,
+            "epochs": trainer.current_epoch,
+            "steps": trainer.global_step,
+            "params": sum(p.numel() for p in model.parameters()),
+        },
+        "protocol": {
+            "split": "test",
+            "n_test": len(data.test_set),
+            "seed": cfg.seed,
+            "budget": cfg.budget.name,
+            "batch_size": data.batch_size,
+            "hardware": protocol.hardware(cfg.hardware.accelerator, cfg.hardware.precision),
+            "versions": protocol.versions(),
+            "git_commit": protocol.git_commit(),
+            "evaluated_weights": "final (last) weights",
+            "family": model.protocol(),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+    }
+    write_json(run_dir / "metrics.json", payload)
+    return payload
+
+
+def build_model(model_cfg: DictConfig, image_shape) -> GenerativeModel:
+    """Instantiate the family from `model_cfg` for images of `image_shape` (C, H, W).
+
+    Raises ConfigError (one line, naming the model key) when the constructor rejects a
+    value, e.g. an image shape the net cannot take.
+    """
+    try:
+        return instantiate(model_cfg, image_shape=tuple(image_shape), _convert_="all")
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, (ValueError, TypeError)):
+            raise ConfigError(f"model ({model_cfg._target_}) rejected the config: {cause}") from err
+        raise
+
+
+def _output_dir(cfg: DictConfig) -> Path:
+    if cfg.output_dir:
+        path = Path(cfg.output_dir)
+    else:
+        from hydra.core.hydra_config import HydraConfig
+
+        if not HydraConfig.initialized():
+            raise ConfigError("output_dir is not set: pass output_dir=<dir> when calling genzoo.run outside the CLI")
+        path = Path(HydraConfig.get().runtime.output_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _logger(cfg: DictConfig, run_dir: Path):
+    if not cfg.get("logger") or "_target_" not in cfg.logger:
+        return False
+    return instantiate(cfg.logger, save_dir=str(run_dir))
+
+
+@torch.no_grad()
+def _write_pictures(model: GenerativeModel, data, run_dir: Path, seed: int) -> None:
+    """samples.png: an 8x8 grid from the model's sampler (seeded); reconstructions.png for AE/VAE."""
+    model.eval()
+    save_grid(model.sample(64, generator=torch.Generator().manual_seed(seed)), run_dir / "samples.png")
+    if hasattr(model, "reconstruct"):
+        x = data.test_set.images[:32]
+        x = torch.as_tensor(x).float().div(127.5).sub(1).to(model.device)
+        save_grid(interleave_rows(x, model.reconstruct(x)), run_dir / "reconstructions.png")

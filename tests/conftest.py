@@ -1,0 +1,46 @@
+"""Shared fixtures: one dataset root per test session, real Fashion-MNIST in it.
+
+Fashion-MNIST comes from the Debian package dataset-fashion-mnist (README's set-up
+installs it); the first test to need it copies it into a session-wide temporary root,
+which subprocesses see through $GENZOO_DATA.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("genzoo-data")
+
+
+@pytest.fixture()
+def genzoo_env(data_root) -> dict:
+    """Environment for a CLI subprocess: the session data root, source tree first on the path."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "HYDRA_"))}
+    env["GENZOO_DATA"] = str(data_root)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+@pytest.fixture()
+def cli(genzoo_env, tmp_path):
+    """Run `python -m genzoo ARGS` in tmp_path; returns the CompletedProcess (text output)."""
+
+    def _run(*args, env=None, timeout=600):
+        return subprocess.run(
+            [sys.executable, "-m", "genzoo", *args],
+            cwd=tmp_path,
+            env=env or genzoo_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return _run

@@ -1,0 +1,103 @@
+"""End-to-end runs on real Fashion-MNIST: through run(cfg) and through the CLI."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from genzoo import load_config, run
+from genzoo.errors import ConfigError, DatasetNotFoundError
+
+TINY = ["hardware=cpu", "budget=smoke", "budget.limit_train_batches=5", "budget.limit_val_batches=2", "budget.n_test=256", "progress_bar=false"]
+
+
+def _check_run_dir(out, family):
+    payload = json.loads((out / "metrics.json").read_text())
+    assert set(payload) == {"model", "data", "status", "metrics", "timing", "protocol"}
+    assert payload["model"] == family and payload["data"] == "fashion_mnist" and payload["status"] == "completed"
+    assert {"train_seconds", "train_images_per_second", "params"} <= set(payload["timing"])
+    assert payload["timing"]["train_images"] == 5 * 128 and payload["timing"]["params"] > 0
+    proto = payload["protocol"]
+    assert proto["split"] == "test" and proto["n_test"] == 256 and proto["seed"] == 0
+    assert {"python", "torch", "lightning"} <= set(proto["versions"]) and "git_commit" in proto
+    assert proto["hardware"]["accelerator"] == "cpu"
+    assert math.isfinite(payload["metrics"]["test_recon_mse"])
+    for name in ("samples.png", "reconstructions.png", "checkpoints/last.ckpt", "config.yaml"):
+        assert (out / name).is_file(), name
+    return payload
+
+
+@pytest.mark.parametrize("family", ["ae", "vae"])
+def test_run_in_process(family, data_root, tmp_path):
+    cfg = load_config([f"model={family}", "data=fashion_mnist", f"data.root={data_root}", "logger=csv", f"output_dir={tmp_path}", *TINY])
+    payload = run(cfg)
+    assert payload == json.loads((tmp_path / "metrics.json").read_text())
+    _check_run_dir(tmp_path, family)
+    if family == "vae":
+        m = payload["metrics"]
+        assert m["elbo_nats"] < 0 and 0 < m["bits_per_dim"] < 8
+        assert m["bits_per_dim"] == pytest.approx(-m["elbo_nats"] / (784 * math.log(2)), rel=1e-5)
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["global_step"] == 5
+
+
+@pytest.mark.parametrize("family", ["ae", "vae"])
+def test_cli_run(family, cli, tmp_path):
+    proc = cli(f"model={family}", "data=fashion_mnist", *TINY)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_dir,) = (tmp_path / "outputs").glob(f"{family}-fashion_mnist/*")
+    _check_run_dir(run_dir, family)
+    assert (run_dir / "csv").is_dir()
+
+
+def test_cli_help_lists_the_groups(cli):
+    proc = cli("--help")
+    assert proc.returncode == 0
+    assert "model: ae, vae" in proc.stdout and "data: cifar10, fashion_mnist, mnist" in proc.stdout
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["model=gan"], "genzoo: error: unknown model option 'gan': choose one of ae, vae"),
+    (["model.latent_dim=0"], "genzoo: error: model.latent_dim=0 is invalid"),
+    (["data.batch_size=-1"], "genzoo: error: data.batch_size=-1 is invalid"),
+    (["model.channels=[16,32,64]"], "divisible by 8, got 28x28"),
+])
+def test_cli_bad_input_is_one_line_without_traceback(cli, tmp_path, args, expected):
+    proc = cli(*args, "hardware=cpu")
+    assert proc.returncode == 2
+    assert expected in proc.stderr and "Traceback" not in proc.stderr
+    assert len([line for line in proc.stderr.splitlines() if line.startswith("genzoo: error")]) == 1
+    assert not list(tmp_path.rglob("metrics.json"))
+
+
+def test_cli_missing_dataset_offline(cli, genzoo_env, tmp_path):
+    env = dict(genzoo_env, GENZOO_DATA=str(tmp_path / "empty-root"))
+    proc = cli("data=mnist", "data.download=false", "hardware=cpu", env=env)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    (line,) = [line for line in proc.stderr.splitlines() if line.startswith("genzoo: error")]
+    assert "dataset 'mnist' not found" in line and str(tmp_path / "empty-root" / "MNIST") in line
+    assert "data.download=true" in line and "data.root=" in line
+
+
+def test_image_shape_the_net_cannot_take_stops_before_training(tmp_path):
+    cfg = load_config(["model.channels=[16,32,64]", f"output_dir={tmp_path}", *TINY])
+    with pytest.raises(ConfigError, match="model .* rejected the config: .*divisible by 8"):
+        run(cfg)
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_run_without_dataset_raises(tmp_path):
+    cfg = load_config(["data=mnist", f"data.root={tmp_path / 'none'}", "data.download=false", f"output_dir={tmp_path}", *TINY])
+    with pytest.raises(DatasetNotFoundError):
+        run(cfg)
+
+
+def test_wandb_logger_runs_offline_without_prompting(data_root, tmp_path, monkeypatch):
+    for var in ("WANDB_MODE", "WANDB_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.netrc: wandb is not configured
+    cfg = load_config(["model=vae", f"data.root={data_root}", "logger=wandb", f"output_dir={tmp_path / 'run'}", *TINY])
+    run(cfg)
+    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
