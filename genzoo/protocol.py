@@ -22,17 +22,11 @@ def versions() -> dict:
     return out
 
 
-def hardware(accelerator: str, precision: str) -> dict:
-    """The device that trained: GPU name or CPU model, thread count, precision."""
-    if accelerator == "cuda" or (accelerator in ("gpu", "auto") and torch.cuda.is_available()):
-        device = torch.cuda.get_device_name(0)
-        kind = "cuda"
-    else:
-        device = _cpu_model()
-        kind = "cpu"
+def hardware(device: torch.device, precision: str) -> dict:
+    """The device that trained (GPU name or CPU model), CPU threads and precision."""
     return {
-        "accelerator": kind,
-        "device": device,
+        "accelerator": device.type,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_model(),
         "torch_threads": torch.get_num_threads(),
         "precision": str(precision),
         "platform": f"{platform.system()} {platform.machine()}",

@@ -89,7 +89,7 @@ def run(cfg: DictConfig) -> dict:
             "seed": cfg.seed,
             "budget": cfg.budget.name,
             "batch_size": data.batch_size,
-            "hardware": protocol.hardware(cfg.hardware.accelerator, cfg.hardware.precision),
+            "hardware": protocol.hardware(trainer.strategy.root_device, cfg.hardware.precision),
             "versions": protocol.versions(),
             "git_commit": protocol.git_commit(),
             "evaluated_weights": "final (last) weights",
@@ -141,6 +141,5 @@ def _write_pictures(model: GenerativeModel, data, run_dir: Path, seed: int) -> N
     model.eval()
     save_grid(model.sample(64, generator=torch.Generator().manual_seed(seed)), run_dir / "samples.png")
     if hasattr(model, "reconstruct"):
-        x = data.test_set.images[:32]
-        x = torch.as_tensor(x).float().div(127.5).sub(1).to(model.device)
+        x = data.test_set.__getitems__(range(32))[0].to(model.device)
         save_grid(interleave_rows(x, model.reconstruct(x)), run_dir / "reconstructions.png")

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -66,3 +68,12 @@ def test_system_package_files_are_copied_into_the_root_once(tmp_path):
 def test_unknown_dataset_name():
     with pytest.raises(DatasetNotFoundError, match="unknown dataset 'svhn'"):
         ImageDataModule("svhn")
+
+
+def test_mnist_is_read_where_its_files_are_present(tmp_path):
+    # MNIST and Fashion-MNIST share the IDX format; files placed where torchvision looks are used
+    # without any download (data.download=false).
+    assert sources._install_idx_from(Path(sources.DATASETS["fashion_mnist"].system_dirs[0]), tmp_path / "MNIST" / "raw")
+    dm = ImageDataModule("mnist", root=str(tmp_path), download=False, n_test=10)
+    dm.setup()
+    assert len(dm.train_set) == 54000 and dm.test_set.images.shape == (10, 1, 28, 28)

@@ -101,3 +101,4 @@ def test_wandb_logger_runs_offline_without_prompting(data_root, tmp_path, monkey
     run(cfg)
     runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
+    assert any(runs[0].rglob("samples_*.png"))  # the sample grid logged after validation
