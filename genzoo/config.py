@@ -51,6 +51,13 @@ RULES: dict[str, Rule] = {
         lambda v: len(v) > 0 and all(_is_int(c) and c > 0 for c in v), "a non-empty list of positive integers", "[32,64]"
     ),
     "model.optimizer.lr": POSITIVE_NUMBER,
+    "model.num_steps": POSITIVE_INT,
+    "model.sample_steps": POSITIVE_INT,
+    "model.base_channels": POSITIVE_INT,
+    "model.eta": Rule(lambda v: _is_number(v) and v >= 0, "a number >= 0", "0.0"),
+    "model.schedule": Rule(lambda v: v in ("linear", "cosine"), "one of linear, cosine", "linear"),
+    "model.prediction": Rule(lambda v: v in ("eps", "v"), "one of eps, v", "eps"),
+    "model.sampler": Rule(lambda v: v in ("ddim", "ancestral"), "one of ddim, ancestral", "ddim"),
     "budget.max_epochs": Rule(lambda v: _is_int(v) and (v > 0 or v == -1), "a positive integer or -1", "10"),
     "budget.max_steps": Rule(lambda v: _is_int(v) and (v > 0 or v == -1), "a positive integer or -1 (no limit)", "-1"),
     "budget.n_test": Rule(lambda v: v is None or (_is_int(v) and v > 0), "a positive integer or null", "1000"),

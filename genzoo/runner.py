@@ -81,7 +81,7 @@ def run(cfg: DictConfig) -> dict:
             "train_images": clock.images,
             "epochs": trainer.current_epoch,
             "steps": trainer.global_step,
-            "params": sum(p.numel() for p in model.parameters()),
+            "params": sum(p.numel() for p in model.trainable_parameters()),
         },
         "protocol": {
             "split": "test",

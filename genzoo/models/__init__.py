@@ -2,6 +2,7 @@
 
 from genzoo.models.autoencoder import Autoencoder
 from genzoo.models.base import GenerativeModel
+from genzoo.models.ddpm import DDPM
 from genzoo.models.vae import VAE
 
-__all__ = ["VAE", "Autoencoder", "GenerativeModel"]
+__all__ = ["DDPM", "VAE", "Autoencoder", "GenerativeModel"]

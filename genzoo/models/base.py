@@ -35,8 +35,12 @@ class GenerativeModel(L.LightningModule):
         """How this family's metrics were computed, for the protocol card (override to add)."""
         return {}
 
+    def trainable_parameters(self):
+        """The parameters the optimiser updates (and `params` in metrics.json counts)."""
+        return self.parameters()
+
     def configure_optimizers(self):
-        return self.optimizer(self.parameters())
+        return self.optimizer(self.trainable_parameters())
 
     def randn(self, *shape: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Standard normal noise of `shape` on the model's device, drawn from a CPU generator."""
