@@ -5,7 +5,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from genzoo.diffusion import ancestral_sample, ddim_sample, make_schedule, posterior_mean, predict_x0_eps, q_sample
+from genzoo.diffusion import ancestral_sample, ddim_sample, extract, make_schedule, posterior_mean, predict_x0_eps, q_sample
 from genzoo.diffusion.samplers import PREDICTIONS
 from genzoo.distributions import discretized_gaussian_log_likelihood, normal_kl
 from genzoo.metrics.likelihood import bits_per_dim
@@ -81,10 +81,9 @@ class DDPM(GenerativeModel):
         x_t = q_sample(self.schedule, x0, t, eps)
         if self.prediction == "eps":
             target = eps
-        else:
-            a = self.schedule.sqrt_alphas_cumprod.to(x0.device)[t].float().view(-1, 1, 1, 1)
-            s = self.schedule.sqrt_one_minus_alphas_cumprod.to(x0.device)[t].float().view(-1, 1, 1, 1)
-            target = a * eps - s * x0
+        else:  # v = sqrt(a) eps - sqrt(1 - a) x0 (Salimans & Ho 2022)
+            sched = self.schedule
+            target = extract(sched.sqrt_alphas_cumprod, t, x0.ndim) * eps - extract(sched.sqrt_one_minus_alphas_cumprod, t, x0.ndim) * x0
         return F.mse_loss(net(x_t, t), target)
 
     def training_step(self, batch, batch_idx):
@@ -112,12 +111,12 @@ class DDPM(GenerativeModel):
             x_t = q_sample(s, x0, t, torch.randn_like(x0))
             x0_hat, _ = predict_x0_eps(net(x_t, t), x_t, t, s, self.prediction, clip_x0=False)
             mean = posterior_mean(s, x0_hat, x_t, t)
-            logvar = s.posterior_log_variance_clipped.to(x0.device)[t].float().view(-1, 1, 1, 1)
+            logvar = extract(s.posterior_log_variance_clipped, t, x0.ndim)
             if step == 0:
                 term = -discretized_gaussian_log_likelihood(x0, mean, 0.5 * logvar)
             else:
                 true_mean = posterior_mean(s, x0, x_t, t)
-                true_logvar = torch.log(s.posterior_variance.to(x0.device)[t]).float().view(-1, 1, 1, 1)
+                true_logvar = extract(s.posterior_variance, t, x0.ndim).log()
                 term = normal_kl(true_mean, true_logvar, mean, logvar)
             terms.append(term.flatten(1).sum(1))
         a_T = s.alphas_cumprod[-1].item()
