@@ -75,7 +75,7 @@ class DDPM(GenerativeModel):
 
     def loss(self, x0: torch.Tensor, net=None) -> torch.Tensor:
         """L_simple on a batch x0 (B, C, H, W) in [-1, 1]: MSE to eps or v at uniform t."""
-        net = net or self.net
+        net = self.net if net is None else net
         t = torch.randint(0, self.schedule.num_steps, (len(x0),), device=x0.device)
         eps = torch.randn_like(x0)
         x_t = q_sample(self.schedule, x0, t, eps)
