@@ -48,7 +48,7 @@ RULES: dict[str, Rule] = {
     "model.likelihood": Rule(lambda v: v in ("gaussian", "bernoulli"), "one of gaussian, bernoulli", "gaussian"),
     "model.net": Rule(lambda v: v in ("conv", "mlp"), "one of conv, mlp", "conv"),
     "model.channels": Rule(
-        lambda v: len(v) > 0 and all(_is_int(c) and c > 0 for c in v), "a non-empty list of positive integers", "[32,64]"
+        lambda v: isinstance(v, list) and len(v) > 0 and all(_is_int(c) and c > 0 for c in v), "a non-empty list of positive integers", "[32,64]"
     ),
     "model.optimizer.lr": POSITIVE_NUMBER,
     "model.num_steps": POSITIVE_INT,
@@ -58,6 +58,15 @@ RULES: dict[str, Rule] = {
     "model.schedule": Rule(lambda v: v in ("linear", "cosine"), "one of linear, cosine", "linear"),
     "model.prediction": Rule(lambda v: v in ("eps", "v"), "one of eps, v", "eps"),
     "model.sampler": Rule(lambda v: v in ("ddim", "ancestral"), "one of ddim, ancestral", "ddim"),
+    "model.loss": Rule(lambda v: v in ("ns", "hinge", "wgan-gp"), "one of ns, hinge, wgan-gp", "ns"),
+    "model.n_critic": Rule(lambda v: v is None or (_is_int(v) and v > 0), "a positive integer or null", "5"),
+    "model.gp_weight": Rule(lambda v: _is_number(v) and v >= 0, "a number >= 0", "10.0"),
+    "model.betas": Rule(
+        lambda v: v is None or (isinstance(v, list) and len(v) == 2 and all(_is_number(b) and 0 <= b < 1 for b in v)),
+        "null or two numbers in [0, 1)",
+        "[0.5,0.999]",
+    ),
+    "model.ema_decay": Rule(lambda v: v is None or (_is_number(v) and 0 <= v < 1), "a number in [0, 1) (or null for GAN: off)", "0.999"),
     "budget.max_epochs": Rule(lambda v: _is_int(v) and (v > 0 or v == -1), "a positive integer or -1", "10"),
     "budget.max_steps": Rule(lambda v: _is_int(v) and (v > 0 or v == -1), "a positive integer or -1 (no limit)", "-1"),
     "budget.n_test": Rule(lambda v: v is None or (_is_int(v) and v > 0), "a positive integer or null", "1000"),

@@ -15,6 +15,7 @@ from genzoo.artifacts import interleave_rows, save_grid, write_json
 from genzoo.callbacks import SampleGridLogger, TrainingClock
 from genzoo.config import effective_budget, validate
 from genzoo.errors import ConfigError
+from genzoo.metrics.speed import timed_sampling
 from genzoo.models.base import GenerativeModel
 
 
@@ -42,9 +43,9 @@ def run(cfg: DictConfig) -> dict:
     checkpoints = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best-epoch{epoch}-step{step}",
-        monitor="val/loss",
+        monitor=model.checkpoint_monitor,
         mode="min",
-        save_top_k=1,
+        save_top_k=1 if model.checkpoint_monitor else 0,
         save_last=True,
         auto_insert_metric_name=False,
     )
@@ -67,7 +68,7 @@ def run(cfg: DictConfig) -> dict:
 
     trainer.fit(model, datamodule=data)
     tested = trainer.test(model, datamodule=data, verbose=False)[0]
-    _write_pictures(model, data, run_dir, cfg.seed)
+    sampling = _write_pictures(model, data, run_dir, cfg.seed)
 
     metrics = {k: float(v) for k, v in tested.items()}
     payload = {
@@ -82,6 +83,7 @@ def run(cfg: DictConfig) -> dict:
             "epochs": trainer.current_epoch,
             "steps": trainer.global_step,
             "params": sum(p.numel() for p in model.trainable_parameters()),
+            **sampling,
         },
         "protocol": {
             "split": "test",
@@ -135,11 +137,24 @@ def _logger(cfg: DictConfig, run_dir: Path):
     return instantiate(cfg.logger, save_dir=str(run_dir))
 
 
+SAMPLE_BATCH = 64  # the samples.png grid, drawn as one batch and timed
+
+
 @torch.no_grad()
-def _write_pictures(model: GenerativeModel, data, run_dir: Path, seed: int) -> None:
-    """samples.png: an 8x8 grid from the model's sampler (seeded); reconstructions.png for AE/VAE."""
+def _write_pictures(model: GenerativeModel, data, run_dir: Path, seed: int) -> dict:
+    """samples.png: an 8x8 grid from the model's sampler (seeded); reconstructions.png for AE/VAE.
+
+    Returns the sampling timing for metrics.json: images/s drawing the grid's 64 images in
+    one batch with the configured sampler (which it names).
+    """
     model.eval()
-    save_grid(model.sample(64, generator=torch.Generator().manual_seed(seed)), run_dir / "samples.png")
+    images, seconds = timed_sampling(lambda: model.sample(SAMPLE_BATCH, generator=torch.Generator().manual_seed(seed)))
+    save_grid(images, run_dir / "samples.png")
     if hasattr(model, "reconstruct"):
         x = data.test_set.__getitems__(range(32))[0].to(model.device)
         save_grid(interleave_rows(x, model.reconstruct(x)), run_dir / "reconstructions.png")
+    return {
+        "sample_images_per_second": SAMPLE_BATCH / seconds,
+        "sample_batch_size": SAMPLE_BATCH,
+        "sampler": model.protocol()["sampler"],
+    }

@@ -54,11 +54,11 @@ def test_cli_run(family, cli, tmp_path):
 def test_cli_help_lists_the_groups(cli):
     proc = cli("--help")
     assert proc.returncode == 0
-    assert "model: ae, ddpm, vae" in proc.stdout and "data: cifar10, fashion_mnist, mnist" in proc.stdout
+    assert "model: ae, ddpm, gan, vae" in proc.stdout and "data: cifar10, fashion_mnist, mnist" in proc.stdout
 
 
 @pytest.mark.parametrize("args,expected", [
-    (["model=gan"], "genzoo: error: unknown model option 'gan': choose one of ae, ddpm, vae"),
+    (["model=pixelcnn"], "genzoo: error: unknown model option 'pixelcnn': choose one of ae, ddpm, gan, vae"),
     (["model.latent_dim=0"], "genzoo: error: model.latent_dim=0 is invalid"),
     (["data.batch_size=-1"], "genzoo: error: data.batch_size=-1 is invalid"),
     (["model.channels=[16,32,64]"], "divisible by 8, got 28x28"),

@@ -17,6 +17,7 @@ class GenerativeModel(L.LightningModule):
     """
 
     family: str = ""
+    checkpoint_monitor: str | None = "val/loss"  # what "best" checkpoints minimise; None: keep only last
 
     def __init__(self, image_shape, optimizer):
         super().__init__()

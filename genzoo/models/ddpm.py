@@ -10,7 +10,7 @@ from genzoo.diffusion.samplers import PREDICTIONS
 from genzoo.distributions import discretized_gaussian_log_likelihood, normal_kl
 from genzoo.metrics.likelihood import bits_per_dim
 from genzoo.models.base import GenerativeModel
-from genzoo.models.ema import ema_copy
+from genzoo.models.ema import ema_copy, update_ema
 from genzoo.nets.unet import UNet
 
 SAMPLERS = ("ddim", "ancestral")
@@ -92,7 +92,7 @@ class DDPM(GenerativeModel):
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
-        self.ema.update_parameters(self.net)
+        update_ema(self.ema, self.net)
 
     def validation_step(self, batch, batch_idx):
         self.log("val/loss", self.loss(batch[0], net=self.ema.module), prog_bar=True, batch_size=len(batch[0]))

@@ -10,7 +10,8 @@ def ema_copy(net: nn.Module, decay: float) -> AveragedModel:
 
     n counts the updates so far; the warm-up (as in Tan & Le's and many DDPM codebases)
     lets the average track the net early in training instead of sitting near its
-    initialisation for ~1 / (1 - decay) steps. Buffers are copied, not averaged.
+    initialisation for ~1 / (1 - decay) steps. Update it with `update_ema`, which also
+    copies buffers (BatchNorm running statistics) rather than averaging them.
     Raises ValueError unless 0 <= decay < 1.
     """
     if not 0 <= decay < 1:
@@ -24,3 +25,11 @@ def ema_copy(net: nn.Module, decay: float) -> AveragedModel:
     ema = AveragedModel(net, multi_avg_fn=update, use_buffers=False)
     ema.requires_grad_(False)
     return ema
+
+
+@torch.no_grad()
+def update_ema(ema: AveragedModel, net: nn.Module) -> None:
+    """One step of the average of `net`'s parameters; its buffers are copied as they are."""
+    ema.update_parameters(net)
+    for averaged, current in zip(ema.module.buffers(), net.buffers()):
+        averaged.copy_(current)

@@ -143,4 +143,5 @@ class VAE(GenerativeModel):
             "elbo": f"single-sample reparameterised ELBO per test image, {self.likelihood} decoder on {data}, beta=1",
             "bits_per_dim": f"-elbo_nats / ({self.num_dims} * ln 2)",
             "test_recon_mse": "mean squared error per element on [-1, 1], decoder mean at the posterior mean",
+            "sampler": "z ~ N(0, I), one decoder pass, decoder mean",
         }

@@ -1,0 +1,167 @@
+"""Generative adversarial network (Goodfellow et al. 2014) with DCGAN nets (Radford et al. 2016)."""
+
+import torch
+
+from genzoo.models.base import GenerativeModel
+from genzoo.models.ema import ema_copy, update_ema
+from genzoo.models.gan_losses import GAN_LOSSES, discriminator_loss, generator_loss, gradient_penalty
+from genzoo.nets.dcgan import DCGANDiscriminator, DCGANGenerator
+
+# Adam betas and discriminator steps per generator step that each loss's paper trains with:
+# DCGAN (Radford et al. 2016) for ns and hinge, Gulrajani et al. 2017 for wgan-gp.
+DEFAULT_BETAS = {"ns": (0.5, 0.999), "hinge": (0.5, 0.999), "wgan-gp": (0.0, 0.9)}
+DEFAULT_N_CRITIC = {"ns": 1, "hinge": 1, "wgan-gp": 5}
+
+
+class GAN(GenerativeModel):
+    """GAN: a DCGAN generator G(z), z ~ N(0, I), against a discriminator (critic) D.
+
+    Manual optimisation: each training step updates D once on the batch, and G once every
+    `n_critic` steps, with separate Adam optimisers. The critic of wgan-gp uses per-sample
+    (layer) normalisation, since the gradient penalty is per image; ns and hinge use
+    BatchNorm as DCGAN. With `ema_decay` set, an EMA copy of G draws the samples.
+
+    Logged per step: train/d_loss, train/g_loss, train/d_real and train/d_fake (mean
+    D(x) and D(G(z)): probabilities for ns, raw critic values otherwise), train/gp
+    (wgan-gp), and the global L2 gradient norms train/d_grad_norm, train/g_grad_norm.
+    A GAN has no likelihood: validation and test log d_real and d_fake on held-out real
+    images against as many samples (a large gap means D has overfit).
+
+    Args:
+        image_shape: (C, H, W), square, side 28 or 32 (any even side above 4).
+        optimizer: partial optimiser that takes `betas` (Adam, AdamW); one per net.
+        latent_dim: size of z, > 0.
+        loss: "ns" (non-saturating), "hinge" or "wgan-gp".
+        base_channels: width of the DCGAN nets.
+        n_critic: discriminator steps per generator step; None takes the loss's default.
+        gp_weight: lambda of the gradient penalty (wgan-gp only), >= 0.
+        betas: Adam betas of both optimisers; None takes the loss's default.
+        ema_decay: None (off) or the decay in [0, 1) of the generator's EMA.
+    Raises:
+        ValueError: an unknown loss, latent_dim or n_critic < 1, gp_weight < 0, a bad decay
+        or an image shape the nets cannot take.
+    """
+
+    family = "gan"
+    checkpoint_monitor = None  # no held-out loss tells a better generator; keep the last weights
+
+    def __init__(
+        self,
+        image_shape,
+        optimizer,
+        latent_dim: int = 64,
+        loss: str = "ns",
+        base_channels: int = 64,
+        n_critic: int | None = None,
+        gp_weight: float = 10.0,
+        betas=None,
+        ema_decay: float | None = None,
+    ):
+        super().__init__(image_shape, optimizer)
+        if loss not in GAN_LOSSES:
+            raise ValueError(f"unknown GAN loss '{loss}': choose one of {', '.join(GAN_LOSSES)}")
+        n_critic = DEFAULT_N_CRITIC[loss] if n_critic is None else n_critic
+        if latent_dim < 1 or n_critic < 1:
+            raise ValueError(f"latent_dim and n_critic must be positive, got {latent_dim} and {n_critic}")
+        if gp_weight < 0:
+            raise ValueError(f"gp_weight must be >= 0, got {gp_weight}")
+        self.save_hyperparameters(logger=False)
+        self.automatic_optimization = False
+        self.latent_dim, self.loss_name, self.n_critic, self.gp_weight = latent_dim, loss, n_critic, gp_weight
+        self.betas = tuple(DEFAULT_BETAS[loss] if betas is None else betas)
+        self.generator = DCGANGenerator(image_shape, latent_dim, base_channels)
+        self.discriminator = DCGANDiscriminator(image_shape, base_channels, norm="layer" if loss == "wgan-gp" else "batch")
+        self.ema = None if ema_decay is None else ema_copy(self.generator, ema_decay)
+
+    def configure_optimizers(self):
+        return (
+            self.optimizer(self.generator.parameters(), betas=self.betas),
+            self.optimizer(self.discriminator.parameters(), betas=self.betas),
+        )
+
+    def trainable_parameters(self):
+        yield from self.generator.parameters()
+        yield from self.discriminator.parameters()
+
+    def training_step(self, batch, batch_idx):
+        real = batch[0]
+        opt_g, opt_d = self.optimizers()
+        logs = self._discriminator_step(real, opt_d)
+        if batch_idx % self.n_critic == self.n_critic - 1:
+            logs.update(self._generator_step(len(real), opt_g))
+        self.log_dict({f"train/{k}": v for k, v in logs.items()}, batch_size=len(real))
+
+    def _discriminator_step(self, real, opt_d) -> dict:
+        with torch.no_grad():
+            fake = self.generator(self._noise(len(real)))
+        real_logits, fake_logits = self.discriminator(real), self.discriminator(fake)
+        d_loss = discriminator_loss(self.loss_name, real_logits, fake_logits)
+        logs = {"d_loss": d_loss.detach(), **self._d_outputs(real_logits, fake_logits)}
+        if self.loss_name == "wgan-gp":
+            gp = gradient_penalty(self.discriminator, real, fake)
+            d_loss = d_loss + self.gp_weight * gp
+            logs["gp"] = gp.detach()
+        opt_d.zero_grad(set_to_none=True)
+        self.manual_backward(d_loss)
+        logs["d_grad_norm"] = _grad_norm(self.discriminator)
+        opt_d.step()
+        return logs
+
+    def _generator_step(self, n: int, opt_g) -> dict:
+        self.toggle_optimizer(opt_g)  # D's weights get no gradient from G's loss
+        g_loss = generator_loss(self.loss_name, self.discriminator(self.generator(self._noise(n))))
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(g_loss)
+        g_grad_norm = _grad_norm(self.generator)
+        opt_g.step()
+        self.untoggle_optimizer(opt_g)
+        if self.ema is not None:
+            update_ema(self.ema, self.generator)
+        return {"g_loss": g_loss.detach(), "g_grad_norm": g_grad_norm}
+
+    def _noise(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.latent_dim, device=self.device)
+
+    def _d_outputs(self, real_logits, fake_logits) -> dict:
+        to_output = torch.sigmoid if self.loss_name == "ns" else (lambda v: v)
+        return {"d_real": to_output(real_logits).mean().detach(), "d_fake": to_output(fake_logits).mean().detach()}
+
+    def _held_out_step(self, batch, prefix: str):
+        real = batch[0]
+        outputs = self._d_outputs(self.discriminator(real), self.discriminator(self._sampling_net()(self._noise(len(real)))))
+        self.log_dict({f"{prefix}{k}": v for k, v in outputs.items()}, batch_size=len(real))
+
+    def validation_step(self, batch, batch_idx):
+        self._held_out_step(batch, "val/")
+
+    def test_step(self, batch, batch_idx):
+        self._held_out_step(batch, "test_")
+
+    def _sampling_net(self):
+        return self.generator if self.ema is None else self.ema.module
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n images (n, C, H, W) in [-1, 1] from G in eval mode (the EMA copy when on)."""
+        net = self._sampling_net()
+        was_training = net.training
+        net.eval()  # BatchNorm uses its running statistics, so a sample does not depend on its batch
+        images = net(self.randn(n, self.latent_dim, generator=generator))
+        net.train(was_training)
+        return images
+
+    def protocol(self) -> dict:
+        return {
+            "loss": self.loss_name,
+            "n_critic": self.n_critic,
+            "betas": list(self.betas),
+            "sampler": "one generator pass" + (" (EMA weights)" if self.ema is not None else ""),
+            "test_d_real/test_d_fake": "mean D output on the n_test test images and as many samples "
+            + ("(probabilities)" if self.loss_name == "ns" else "(raw critic values)"),
+        }
+
+
+def _grad_norm(net) -> torch.Tensor:
+    """Global L2 norm of the gradients of `net`'s parameters (0 when none have one)."""
+    grads = [p.grad for p in net.parameters() if p.grad is not None]
+    return torch.nn.utils.get_total_norm(grads).detach() if grads else torch.zeros(())
