@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from genzoo.errors import ConfigError
 from genzoo.paths import config_dir
 
-GROUPS = ("model", "data", "hardware", "logger", "budget")
+GROUPS = ("model", "data", "hardware", "logger", "budget", "eval")
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,15 @@ RULES: dict[str, Rule] = {
     "model.ema_decay": Rule(lambda v: v is None or (_is_number(v) and 0 <= v < 1), "a number in [0, 1) (or null for GAN: off)", "0.999"),
     "budget.max_epochs": Rule(lambda v: _is_int(v) and (v > 0 or v == -1), "a positive integer or -1", "10"),
     "budget.max_steps": Rule(lambda v: _is_int(v) and (v > 0 or v == -1), "a positive integer or -1 (no limit)", "-1"),
+    "budget.eval_samples": POSITIVE_INT,
+    "eval.batch_size": POSITIVE_INT,
+    "eval.kid_subsets": POSITIVE_INT,
+    "eval.kid_subset_size": Rule(lambda v: _is_int(v) and v > 1, "an integer > 1", "1000"),
+    "eval.pr_k": POSITIVE_INT,
+    "eval.memorisation_percentile": Rule(lambda v: _is_number(v) and 0 < v < 100, "a number in (0, 100)", "1.0"),
+    "eval.extractors": Rule(
+        lambda v: isinstance(v, list) and all(e in ("classifier", "inception") for e in v), "a list drawn from classifier, inception", "[classifier]"
+    ),
     "budget.n_test": Rule(lambda v: v is None or (_is_int(v) and v > 0), "a positive integer or null", "1000"),
 }
 

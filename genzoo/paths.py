@@ -26,3 +26,13 @@ def default_data_root() -> Path:
         return Path(os.environ["GENZOO_DATA"]).expanduser()
     cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(cache) / "genzoo" / "data"
+
+
+def default_cache_dir() -> Path:
+    """Where evaluation caches live (trained classifiers, converted Inception weights,
+    reference feature sets): `$GENZOO_CACHE`, else `$XDG_CACHE_HOME/genzoo/eval`, falling
+    back to `~/.cache/genzoo/eval`."""
+    if os.environ.get("GENZOO_CACHE"):
+        return Path(os.environ["GENZOO_CACHE"]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "genzoo" / "eval"

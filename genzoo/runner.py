@@ -15,6 +15,7 @@ from genzoo.artifacts import interleave_rows, save_grid, write_json
 from genzoo.callbacks import SampleGridLogger, TrainingClock
 from genzoo.config import effective_budget, validate
 from genzoo.errors import ConfigError
+from genzoo.metrics.harness import evaluate
 from genzoo.metrics.speed import timed_sampling
 from genzoo.models.base import GenerativeModel
 
@@ -24,8 +25,10 @@ def run(cfg: DictConfig) -> dict:
 
     Steps: validate the config, seed everything, build the data module, model and
     Lightning Trainer, fit (checkpoints: last and best by val/loss), test the final
-    weights, then write samples.png, reconstructions.png (AE/VAE), config.yaml and
-    metrics.json into `cfg.output_dir` (under the CLI: Hydra's run directory).
+    weights (likelihoods), write samples.png and reconstructions.png (AE/VAE), score
+    samples with the evaluation harness (`cfg.eval`, `budget.eval_samples`; writes
+    nearest_neighbours.png), then config.yaml and metrics.json into `cfg.output_dir`
+    (under the CLI: Hydra's run directory).
 
     Returns the metrics.json payload: {"model", "data", "status", "metrics", "timing",
     "protocol"}. Raises ConfigError or DatasetNotFoundError for bad input, before training.
@@ -69,8 +72,11 @@ def run(cfg: DictConfig) -> dict:
     trainer.fit(model, datamodule=data)
     tested = trainer.test(model, datamodule=data, verbose=False)[0]
     sampling = _write_pictures(model, data, run_dir, cfg.seed)
+    eval_start = time.perf_counter()
+    quality, cards = evaluate(model.sample, data, cfg.eval, budget["eval_samples"], cfg.seed, run_dir, device=model.device)
+    eval_seconds = time.perf_counter() - eval_start
 
-    metrics = {k: float(v) for k, v in tested.items()}
+    metrics = {**{k: float(v) for k, v in tested.items()}, **quality}
     payload = {
         "model": model.family,
         "data": data.name,
@@ -84,6 +90,7 @@ def run(cfg: DictConfig) -> dict:
             "steps": trainer.global_step,
             "params": sum(p.numel() for p in model.trainable_parameters()),
             **sampling,
+            "eval_seconds": eval_seconds,
         },
         "protocol": {
             "split": "test",
@@ -96,6 +103,7 @@ def run(cfg: DictConfig) -> dict:
             "git_commit": protocol.git_commit(),
             "evaluated_weights": "final (last) weights",
             "family": model.protocol(),
+            "metric_cards": cards,
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         },
     }

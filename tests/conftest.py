@@ -20,11 +20,20 @@ def data_root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("genzoo-data")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def eval_cache(tmp_path_factory) -> Path:
+    """One evaluation cache per session ($GENZOO_CACHE): the domain classifier trains once."""
+    path = tmp_path_factory.mktemp("genzoo-cache")
+    os.environ["GENZOO_CACHE"] = str(path)
+    return path
+
+
 @pytest.fixture()
 def genzoo_env(data_root) -> dict:
     """Environment for a CLI subprocess: the session data root, source tree first on the path."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "HYDRA_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "HYDRA_", "GENZOO_"))}
     env["GENZOO_DATA"] = str(data_root)
+    env["GENZOO_CACHE"] = os.environ["GENZOO_CACHE"]
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     return env
 

@@ -127,7 +127,7 @@ def test_gan_run_end_to_end(data_root, tmp_path):
     cfg = load_config([
         "model=gan", "model.base_channels=8", f"data.root={data_root}", "hardware=cpu", "budget=smoke",
         "budget.limit_train_batches=3", "budget.limit_val_batches=1", "budget.n_test=32", "progress_bar=false",
-        "logger=none", f"output_dir={tmp_path}",
+        "logger=none", "eval=none", f"output_dir={tmp_path}",
     ])
     payload = run(cfg)
     assert payload == json.loads((tmp_path / "metrics.json").read_text())

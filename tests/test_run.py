@@ -9,7 +9,10 @@ import torch
 from genzoo import load_config, run
 from genzoo.errors import ConfigError, DatasetNotFoundError
 
-TINY = ["hardware=cpu", "budget=smoke", "budget.limit_train_batches=5", "budget.limit_val_batches=2", "budget.n_test=256", "progress_bar=false"]
+TINY = [
+    "hardware=cpu", "budget=smoke", "budget.limit_train_batches=5", "budget.limit_val_batches=2", "budget.n_test=256",
+    "progress_bar=false", "eval=none",
+]
 
 
 def _check_run_dir(out, family):

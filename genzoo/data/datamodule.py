@@ -83,7 +83,7 @@ class ImageDataModule(L.LightningDataModule):
         self.split_seed = split_seed
         self.num_workers = num_workers
         self.n_test = n_test
-        self.train_set = self.val_set = self.test_set = None
+        self.train_set = self.val_set = self.test_set = self.test_images = None
         self._prepared = False
 
     @property
@@ -115,6 +115,7 @@ class ImageDataModule(L.LightningDataModule):
         images, labels = load_split(self.name, self.root, train=False, download=self.download)
         n = len(labels) if self.n_test is None else min(self.n_test, len(labels))
         self.test_set = UInt8Images(images[:n], labels[:n])
+        self.test_images = images  # the whole test split (uint8), for the evaluation harness
 
     def _loader(self, dataset, shuffle: bool) -> DataLoader:
         return DataLoader(

