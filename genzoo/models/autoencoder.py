@@ -31,7 +31,7 @@ class Autoencoder(GenerativeModel):
         super().__init__(image_shape, optimizer)
         if latent_dim <= 0:
             raise ValueError(f"latent_dim must be positive, got {latent_dim}")
-        self.save_hyperparameters(logger=False)
+        self.save_hyperparameters(ignore=["optimizer"], logger=False)  # the optimiser is in config.yaml
         self.encoder = build_encoder(net, image_shape, latent_dim, channels, hidden_dim)
         self.decoder = build_decoder(net, image_shape, latent_dim, image_shape[0], channels, hidden_dim)
         # The fitted latent Gaussian (saved in checkpoints) and the float64 sums it comes from.

@@ -64,7 +64,7 @@ class DDPM(GenerativeModel):
             raise ValueError(f"unknown sampler '{sampler}': choose one of {', '.join(SAMPLERS)}")
         if sampler == "ddim" and not 1 <= sample_steps <= num_steps:
             raise ValueError(f"sample_steps must be in [1, num_steps={num_steps}], got {sample_steps}")
-        self.save_hyperparameters(logger=False)
+        self.save_hyperparameters(ignore=["optimizer"], logger=False)  # the optimiser is in config.yaml
         self.schedule = make_schedule(schedule, num_steps)
         self.prediction, self.sampler, self.sample_steps, self.eta = prediction, sampler, sample_steps, eta
         self.net = UNet(image_shape, base_channels, tuple(channel_mults), num_res_blocks, tuple(attention_levels), dropout)

@@ -65,7 +65,7 @@ class GAN(GenerativeModel):
             raise ValueError(f"latent_dim and n_critic must be positive, got {latent_dim} and {n_critic}")
         if gp_weight < 0:
             raise ValueError(f"gp_weight must be >= 0, got {gp_weight}")
-        self.save_hyperparameters(logger=False)
+        self.save_hyperparameters(ignore=["optimizer"], logger=False)  # the optimiser is in config.yaml
         self.automatic_optimization = False
         self.latent_dim, self.loss_name, self.n_critic, self.gp_weight = latent_dim, loss, n_critic, gp_weight
         self.betas = tuple(DEFAULT_BETAS[loss] if betas is None else betas)

@@ -58,7 +58,7 @@ class VAE(GenerativeModel):
             raise ValueError(f"beta must be >= 0, got {beta}")
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"unknown likelihood '{likelihood}': choose one of {', '.join(LIKELIHOODS)}")
-        self.save_hyperparameters(logger=False)
+        self.save_hyperparameters(ignore=["optimizer"], logger=False)  # the optimiser is in config.yaml
         self.latent_dim, self.beta, self.likelihood = latent_dim, beta, likelihood
         c = image_shape[0]
         self.encoder = build_encoder(net, image_shape, 2 * latent_dim, channels, hidden_dim)
