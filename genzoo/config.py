@@ -44,6 +44,7 @@ RULES: dict[str, Rule] = {
     "data.num_workers": Rule(lambda v: _is_int(v) and v >= 0, "a non-negative integer", "0"),
     "model.latent_dim": POSITIVE_INT,
     "model.hidden_dim": POSITIVE_INT,
+    "model.iwae_k": POSITIVE_INT,
     "model.beta": Rule(lambda v: _is_number(v) and v >= 0, "a number >= 0", "1.0"),
     "model.likelihood": Rule(lambda v: v in ("gaussian", "bernoulli"), "one of gaussian, bernoulli", "gaussian"),
     "model.net": Rule(lambda v: v in ("conv", "mlp"), "one of conv, mlp", "conv"),

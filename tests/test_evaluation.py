@@ -96,3 +96,36 @@ def test_inception_score_is_unavailable_without_the_head(data_root, offline_hub,
     metrics, cards = evaluate(lambda n, generator=None: torch.rand(n, 1, 28, 28, generator=generator) * 2 - 1, data, eval_cfg, 12, 0)
     assert metrics["is_inception"] is None and "no classifier head" in cards["is_inception"]["is_unavailable"]
     assert metrics["fid_inception"] > 0 and cards["fid_inception"]["n_fake"] == 12
+
+
+def test_evaluate_rescores_a_finished_run_without_touching_it(data_root, tmp_path):
+    from genzoo.errors import ConfigError
+    from genzoo.evaluate import evaluate_run
+
+    cfg = load_config([
+        "model=ae", f"data.root={data_root}", "hardware=cpu", "budget=smoke", "budget.limit_train_batches=5",
+        "budget.limit_val_batches=1", "budget.n_test=64", "progress_bar=false", "logger=none", "eval=none", f"output_dir={tmp_path}",
+    ])
+    run(cfg)
+    before = (tmp_path / "metrics.json").read_bytes()
+    payload = evaluate_run(tmp_path, ["eval=classifier", "budget.eval_samples=200"])
+    assert payload["model"] == "ae" and payload["metrics"]["fid_classifier"] > 0
+    assert payload["protocol"]["metric_cards"]["fid_classifier"]["n_fake"] == 200
+    (out,) = (tmp_path / "evaluations").iterdir()
+    assert json.loads((out / "evaluation.json").read_text())["metrics"] == payload["metrics"]
+    assert (out / "nearest_neighbours.png").is_file() and (tmp_path / "metrics.json").read_bytes() == before
+    # the same seed and weights give the same scores
+    assert evaluate_run(tmp_path / "checkpoints" / "last.ckpt", ["eval=classifier", "budget.eval_samples=200"])["metrics"] == payload["metrics"]
+    with pytest.raises(ConfigError, match="cannot override model"):
+        evaluate_run(tmp_path, ["model.latent_dim=3"])
+    with pytest.raises(ConfigError, match="no checkpoint at"):
+        evaluate_run(tmp_path / "nowhere")
+
+
+def test_real_data_floor_is_low_and_flags_training_images_as_memorised(data_root):
+    from genzoo.floor import real_data_floor
+
+    floor = real_data_floor([f"data.root={data_root}", "budget.eval_samples=1000"])
+    m = floor["metrics"]
+    assert m["fid_classifier"] < 20 and m["precision_classifier"] > 0.6 and m["class_coverage"] == 1.0
+    assert m["memorisation_rate"] > 0.9  # training images are, by construction, in the training set

@@ -62,6 +62,22 @@ def test_vae_elbo_is_a_bound_on_a_log_probability(batch):
     assert torch.all(rec <= 0) and torch.all(kl >= 0)
 
 
+def test_iwae_bound_is_the_elbo_at_k1_and_tightens_with_k(batch):
+    torch.manual_seed(0)
+    model = VAE((1, 28, 28), _adam())
+    _fit_fixed_batch(model, batch, 20)
+    x = batch[0][:16]
+    with torch.no_grad():
+        elbos = torch.stack([(lambda r, k, _: r - k)(*model.elbo_terms(x)) for _ in range(200)]).mean(0)
+        k1 = torch.stack([model.iwae_bound(x, 1) for _ in range(200)]).mean(0)
+        k64 = model.iwae_bound(x, 64)
+    # k = 1 is the ELBO's Monte Carlo estimate with the reparameterised sample: the same expectation
+    assert torch.allclose(k1, elbos, rtol=0, atol=0.02 * elbos.abs().mean().item())
+    assert (k64 > elbos).float().mean() > 0.9 and torch.all(k64 < 0)  # a tighter bound on log P(x) <= 0
+    with pytest.raises(ValueError, match="iwae_k must be positive"):
+        VAE((1, 28, 28), _adam(), iwae_k=0)
+
+
 @pytest.mark.parametrize("cls", [VAE, Autoencoder])
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
 def test_sample_shape_range_and_seed(cls, shape):

@@ -100,7 +100,11 @@ def evaluate(sample: Callable[..., torch.Tensor], data, eval_cfg, n_samples: int
     metrics, cards = {}, {}
     for name in extractors:
         extractor = build_extractor(name, data, cache_dir, device)
-        card = {**extractor.card, "n_real": n, "n_fake": n, "split": f"{data.name} test, first {n} images", "seed": seed}
+        card = {
+            **extractor.card, "n_real": n, "n_fake": n, "split": f"{data.name} test, first {n} images", "seed": seed,
+            "kid_subsets": f"{eval_cfg.kid_subsets} subsets of {max(2, min(eval_cfg.kid_subset_size, n // 2))}",
+            "precision_recall_k": eval_cfg.pr_k,
+        }
         real_key = {"dataset": data.name, "split": "test", "extractor": name, "weights_sha256": card["weights_sha256"], "resize": extractor.resize_tag, "n": n}
         real = cached_features(cache_dir, real_key, lambda: extract(extractor, lambda a, b: to_unit_range(test_images[a:b]), n, eval_cfg.batch_size)[0])
         fake_features, fake_logits = extract(extractor, lambda a, b: fake[a:b], n, eval_cfg.batch_size)

@@ -6,8 +6,9 @@ import torch
 def kernel_distance(real: torch.Tensor, fake: torch.Tensor, subsets: int = 100, subset_size: int = 1000, generator: torch.Generator | None = None) -> tuple[float, float]:
     """KID of two feature sets (N, D) and (M, D): (mean, std) of the unbiased MMD^2 over subsets.
 
-    Kernel k(x, y) = (x.y / D + 1)^3. Each of `subsets` draws `subset_size` rows of each set
-    without replacement (capped at the smaller set), as torch-fidelity and torchmetrics do.
+    Kernel k(x, y) = (x.y / D + 1)^3. Each of `subsets` draws m rows of each set without
+    replacement, as torch-fidelity and torchmetrics do, with m = min(subset_size, N // 2,
+    M // 2): half the smaller set at most, so that subsets differ and the std means something.
     The estimator is unbiased, so two samples of one distribution give values around 0
     (negative ones included). Computed in float64.
     Raises ValueError for mismatched feature sizes or sets with fewer than 2 rows.
@@ -15,7 +16,7 @@ def kernel_distance(real: torch.Tensor, fake: torch.Tensor, subsets: int = 100, 
     if real.ndim != 2 or fake.ndim != 2 or real.shape[1] != fake.shape[1] or min(len(real), len(fake)) < 2:
         raise ValueError(f"KID needs (N, D) and (M, D) features with N, M >= 2, got {tuple(real.shape)} and {tuple(fake.shape)}")
     real, fake = real.double(), fake.double()
-    m = min(subset_size, len(real), len(fake))
+    m = max(2, min(subset_size, len(real) // 2, len(fake) // 2))
     d = real.shape[1]
     values = []
     for _ in range(subsets):
