@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from genzoo.errors import ConfigError
 from genzoo.paths import config_dir
 
-GROUPS = ("model", "data", "hardware", "logger", "budget", "eval")
+GROUPS = ("model", "data", "hardware", "logger", "budget", "eval", "experiment")
 
 
 @dataclass(frozen=True)

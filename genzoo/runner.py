@@ -14,6 +14,7 @@ from genzoo import protocol
 from genzoo.artifacts import interleave_rows, save_grid, write_json
 from genzoo.callbacks import SampleGridLogger, TrainingClock
 from genzoo.config import effective_budget, validate
+from genzoo.data.datamodule import to_unit_range
 from genzoo.errors import ConfigError
 from genzoo.metrics.harness import evaluate
 from genzoo.metrics.speed import timed_sampling
@@ -159,7 +160,7 @@ def _write_pictures(model: GenerativeModel, data, run_dir: Path, seed: int) -> d
     images, seconds = timed_sampling(lambda: model.sample(SAMPLE_BATCH, generator=torch.Generator().manual_seed(seed)))
     save_grid(images, run_dir / "samples.png")
     if hasattr(model, "reconstruct"):
-        x = data.test_set.__getitems__(range(32))[0].to(model.device)
+        x = to_unit_range(data.test_images[:32]).to(model.device)  # the whole split: n_test may be < 32
         save_grid(interleave_rows(x, model.reconstruct(x)), run_dir / "reconstructions.png")
     return {
         "sample_images_per_second": SAMPLE_BATCH / seconds,

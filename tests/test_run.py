@@ -105,3 +105,18 @@ def test_wandb_logger_runs_offline_without_prompting(data_root, tmp_path, monkey
     runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
     assert any(runs[0].rglob("samples_*.png"))  # the sample grid logged after validation
+
+
+def test_compare_sweep_runs_every_family_and_reports(cli, tmp_path):
+    proc = cli(
+        "-m", "experiment=compare", "budget=smoke", "budget.limit_train_batches=2", "budget.limit_val_batches=1",
+        "budget.n_test=16", "budget.families.ddpm.n_test=2", "eval=none", "progress_bar=false",
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (sweep,) = (tmp_path / "multirun").iterdir()
+    families = sorted(json.loads(p.read_text())["model"] for p in sweep.rglob("metrics.json"))
+    assert families == ["ae", "ddpm", "gan", "vae"]
+    from genzoo.report.__main__ import main
+
+    main([str(sweep), "--out", str(tmp_path / "report")])
+    assert "| ddpm | 1 / 1 |" in (tmp_path / "report" / "table.md").read_text()

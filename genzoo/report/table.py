@@ -1,0 +1,115 @@
+"""Run directories -> one row per family: mean and std across seeds of each reported number.
+
+A run directory is one with a config.yaml (written before training starts); its
+metrics.json, if any, holds what it measured. A run without metrics.json, or whose status
+is not "completed", counts as started but not completed (crashed or diverged), and
+its numbers, if any, stay out of the means.
+"""
+
+import csv
+import io
+import json
+import math
+import statistics
+from pathlib import Path
+
+from genzoo.artifacts import atomic_write_bytes
+
+# (column, where the number is in metrics.json, format); the order of the table.
+COLUMNS = [
+    ("fid_classifier", ("metrics", "fid_classifier"), ".1f"),
+    ("kid_classifier", ("metrics", "kid_classifier"), ".2f"),
+    ("fid_inception", ("metrics", "fid_inception"), ".1f"),
+    ("kid_inception", ("metrics", "kid_inception"), ".4f"),
+    ("precision_classifier", ("metrics", "precision_classifier"), ".3f"),
+    ("recall_classifier", ("metrics", "recall_classifier"), ".3f"),
+    ("is_classifier", ("metrics", "is_classifier"), ".2f"),
+    ("class_coverage", ("metrics", "class_coverage"), ".2f"),
+    ("bits_per_dim", ("metrics", "bits_per_dim"), ".3f"),
+    ("memorisation_rate", ("metrics", "memorisation_rate"), ".3f"),
+    ("train_images_per_second", ("timing", "train_images_per_second"), ".0f"),
+    ("train_seconds", ("timing", "train_seconds"), ".1f"),
+    ("sample_images_per_second", ("timing", "sample_images_per_second"), ".1f"),
+    ("params", ("timing", "params"), ".3g"),
+]
+
+
+def collect_runs(paths) -> list[dict]:
+    """Every run under `paths` (run dirs or folders holding them): {"dir", "status", "payload"} each.
+
+    Raises FileNotFoundError when a path does not exist or holds no run.
+    """
+    runs = []
+    for path in map(Path, paths):
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist: pass a multirun directory or run directories")
+        dirs = sorted({p.parent for p in path.rglob("config.yaml") if ".hydra" not in p.parts})
+        if not dirs:
+            raise FileNotFoundError(f"no run directories (with config.yaml) under {path}")
+        for d in dirs:
+            metrics = d / "metrics.json"
+            payload = json.loads(metrics.read_text()) if metrics.is_file() else None
+            runs.append({"dir": str(d), "status": payload["status"] if payload else "not finished", "payload": payload, "family": _family(d, payload)})
+    return runs
+
+
+def _family(run_dir: Path, payload) -> str:
+    if payload:
+        return payload["model"]
+    from omegaconf import OmegaConf
+
+    target = OmegaConf.load(run_dir / "config.yaml").model._target_
+    return target.rsplit(".", 1)[-1].lower()
+
+
+def summarise(runs: list[dict]) -> list[dict]:
+    """One row per family: runs started and completed, and (mean, std, n) of each column over completed runs.
+
+    std is the sample standard deviation across runs (seeds); None with fewer than 2 values.
+    A number missing from a run (a metric its family does not define) is left out, not zeroed.
+    """
+    rows = []
+    for family in sorted({r["family"] for r in runs}):
+        mine = [r for r in runs if r["family"] == family]
+        done = [r["payload"] for r in mine if r["status"] == "completed"]
+        row = {"family": family, "runs_started": len(mine), "runs_completed": len(done),
+               "runs_not_completed": [f"{Path(r['dir']).name}: {r['status']}" for r in mine if r["status"] != "completed"]}
+        for name, (section, key), _ in COLUMNS:
+            values = [p[section][key] for p in done if isinstance(p.get(section, {}).get(key), (int, float)) and math.isfinite(p[section][key])]
+            row[name] = (
+                statistics.fmean(values) if values else None,
+                statistics.stdev(values) if len(values) > 1 else None,
+                len(values),
+            )
+        rows.append(row)
+    return rows
+
+
+def _cell(value, fmt: str) -> str:
+    mean, std, n = value
+    if mean is None:
+        return "—"
+    return f"{mean:{fmt}}" + (f" ± {std:{fmt}}" if std is not None else "")
+
+
+def write_table(rows: list[dict], out: Path, protocol: str = "") -> tuple[Path, Path]:
+    """Write table.md (mean ± std across seeds) and table.csv (mean, std, n columns) into `out`."""
+    out = Path(out)
+    header = ["family", "runs completed / started", *[name for name, _, _ in COLUMNS]]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [row["family"], f"{row['runs_completed']} / {row['runs_started']}", *[_cell(row[name], fmt) for name, _, fmt in COLUMNS]]
+        lines.append("| " + " | ".join(cells) + " |")
+    notes = [f"- {row['family']}: {entry}" for row in rows for entry in row["runs_not_completed"]]
+    text = "\n".join(([protocol, ""] if protocol else []) + lines + ([""] + ["Runs not completed:"] + notes if notes else [])) + "\n"
+    atomic_write_bytes(out / "table.md", text.encode())
+
+    fields = ["family", "runs_started", "runs_completed"] + [f"{name}_{part}" for name, _, _ in COLUMNS for part in ("mean", "std", "n")]
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(fields)
+    for row in rows:
+        writer.writerow([row["family"], row["runs_started"], row["runs_completed"], *[v for name, _, _ in COLUMNS for v in row[name]]])
+    atomic_write_bytes(out / "table.csv", buffer.getvalue().encode())
+    return out / "table.md", out / "table.csv"
