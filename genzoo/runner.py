@@ -17,6 +17,7 @@ from genzoo.config import effective_budget, validate
 from genzoo.data.datamodule import to_unit_range
 from genzoo.errors import ConfigError
 from genzoo.metrics.harness import evaluate
+from genzoo.metrics.resources import flops_per_sample, peak_memory
 from genzoo.metrics.speed import timed_sampling
 from genzoo.models.base import GenerativeModel
 
@@ -32,7 +33,9 @@ def run(cfg: DictConfig) -> dict:
     (under the CLI: Hydra's run directory).
 
     Returns the metrics.json payload: {"model", "data", "status", "metrics", "timing",
-    "protocol"}. Raises ConfigError or DatasetNotFoundError for bad input, before training.
+    "resources", "protocol"}; resources: params, nfe_per_sample, flops_per_sample (of the
+    configured sampler, torch.utils.flop_counter), peak memory in MiB and its kind.
+    Raises ConfigError or DatasetNotFoundError for bad input, before training.
     """
     validate(cfg)
     run_dir = _output_dir(cfg)
@@ -70,12 +73,20 @@ def run(cfg: DictConfig) -> dict:
     )
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
 
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
     trainer.fit(model, datamodule=data)
     tested = trainer.test(model, datamodule=data, verbose=False)[0]
     sampling = _write_pictures(model, data, run_dir, cfg.seed)
     eval_start = time.perf_counter()
     quality, cards = evaluate(model.sample, data, cfg.eval, budget["eval_samples"], cfg.seed, run_dir, device=model.device)
     eval_seconds = time.perf_counter() - eval_start
+    resources = {
+        "params": sum(p.numel() for p in model.trainable_parameters()),
+        "nfe_per_sample": model.nfe_per_sample,
+        "flops_per_sample": flops_per_sample(model.sample),
+        **peak_memory(model.device),
+    }
 
     metrics = {**{k: float(v) for k, v in tested.items()}, **quality}
     payload = {
@@ -93,6 +104,7 @@ def run(cfg: DictConfig) -> dict:
             **sampling,
             "eval_seconds": eval_seconds,
         },
+        "resources": resources,
         "protocol": {
             "split": "test",
             "n_test": len(data.test_set),

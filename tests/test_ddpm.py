@@ -109,3 +109,4 @@ def test_ddpm_run_end_to_end(data_root, tmp_path):
     assert math.isfinite(m["bits_per_dim"]) and m["bits_per_dim"] == pytest.approx(-m["elbo_nats"] / (784 * math.log(2)), rel=1e-5)
     assert (tmp_path / "samples.png").is_file() and (tmp_path / "checkpoints" / "last.ckpt").is_file()
     assert not (tmp_path / "reconstructions.png").exists()
+    assert payload["resources"]["nfe_per_sample"] == 10  # DDIM with sample_steps=10

@@ -110,3 +110,16 @@ def test_reference_cache_hits_and_recomputes_on_a_key_mismatch(tmp_path, capsys)
     assert len(calls) == 2 and torch.equal(third, torch.full((3, 2), 2.0))
     assert "computed under another key; recomputing" in capsys.readouterr().out
     assert torch.load(path, weights_only=True)["key"] == key
+
+
+def test_flops_per_sample_of_a_linear_sampler_is_2_in_out():
+    from genzoo.metrics.resources import flops_per_sample, peak_memory
+
+    net = torch.nn.Linear(8, 5)
+
+    def sample(n, generator=None):
+        return net(torch.randn(n, 8, generator=generator))
+
+    assert flops_per_sample(sample, n=4) == 2 * 8 * 5
+    memory = peak_memory(torch.device("cpu"))
+    assert memory["peak_memory_mib"] > 10 and "RSS" in memory["peak_memory_kind"]

@@ -17,7 +17,9 @@ TINY = [
 
 def _check_run_dir(out, family):
     payload = json.loads((out / "metrics.json").read_text())
-    assert set(payload) == {"model", "data", "status", "metrics", "timing", "protocol"}
+    assert set(payload) == {"model", "data", "status", "metrics", "timing", "resources", "protocol"}
+    res = payload["resources"]
+    assert res["nfe_per_sample"] == 1 and res["flops_per_sample"] > 0 and res["peak_memory_mib"] > 100 and res["params"] > 0
     assert payload["model"] == family and payload["data"] == "fashion_mnist" and payload["status"] == "completed"
     assert {"train_seconds", "train_images_per_second", "params"} <= set(payload["timing"])
     assert payload["timing"]["train_images"] == 5 * 128 and payload["timing"]["params"] > 0

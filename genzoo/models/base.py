@@ -32,6 +32,11 @@ class GenerativeModel(L.LightningModule):
         """
         raise NotImplementedError
 
+    @property
+    def nfe_per_sample(self) -> int:
+        """Network evaluations `sample` makes per image (1 for a single decoder/generator pass)."""
+        return 1
+
     def protocol(self) -> dict:
         """How this family's metrics were computed, for the protocol card (override to add)."""
         return {}

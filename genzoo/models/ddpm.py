@@ -145,6 +145,11 @@ class DDPM(GenerativeModel):
             return ddim_sample(net, self.schedule, shape, steps or self.sample_steps, self.eta, generator, self.prediction)
         raise ValueError(f"unknown sampler '{sampler}': choose one of {', '.join(SAMPLERS)}")
 
+    @property
+    def nfe_per_sample(self) -> int:
+        """U-Net evaluations per image with the configured sampler: DDIM steps, or T for ancestral."""
+        return self.sample_steps if self.sampler == "ddim" else self.schedule.num_steps
+
     def protocol(self) -> dict:
         return {
             "elbo": f"variational bound with all T={self.schedule.num_steps} terms per test image (n_test images), "

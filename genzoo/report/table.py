@@ -30,6 +30,9 @@ COLUMNS = [
     ("train_images_per_second", ("timing", "train_images_per_second"), ".0f"),
     ("train_seconds", ("timing", "train_seconds"), ".1f"),
     ("sample_images_per_second", ("timing", "sample_images_per_second"), ".1f"),
+    ("nfe_per_sample", ("resources", "nfe_per_sample"), ".0f"),
+    ("flops_per_sample", ("resources", "flops_per_sample"), ".3g"),
+    ("peak_memory_mib", ("resources", "peak_memory_mib"), ".0f"),
     ("params", ("timing", "params"), ".3g"),
 ]
 

@@ -1,0 +1,29 @@
+"""What a run costs beyond time: peak memory and floating-point operations per generated sample."""
+
+import resource
+import sys
+from collections.abc import Callable
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def flops_per_sample(sample: Callable[..., torch.Tensor], n: int = 2) -> float:
+    """Floating-point operations to draw one image: FLOPs of `sample(n, generator=...)` / n.
+
+    Counted by torch.utils.flop_counter (matrix multiplies and convolutions, 2 per
+    multiply-add; elementwise ops are not counted), so the figure is the network cost of
+    the sampler: every net evaluation (NFE) of a DDPM sampler is in it.
+    """
+    with FlopCounterMode(display=False) as counter:
+        sample(n, generator=torch.Generator().manual_seed(0))
+    return counter.get_total_flops() / n
+
+
+def peak_memory(device: torch.device) -> dict:
+    """Peak memory of this process so far: CUDA max allocated on a GPU, peak RSS on a CPU, in MiB."""
+    if device.type == "cuda":
+        return {"peak_memory_mib": torch.cuda.max_memory_allocated(device) / 2**20, "peak_memory_kind": "CUDA max allocated"}
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    mib = rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+    return {"peak_memory_mib": mib, "peak_memory_kind": "peak RSS of the process (CPU)"}
