@@ -17,7 +17,7 @@ from genzoo.config import effective_budget, validate
 from genzoo.data.datamodule import to_unit_range
 from genzoo.errors import ConfigError
 from genzoo.metrics.harness import evaluate
-from genzoo.metrics.resources import flops_per_sample, peak_memory
+from genzoo.metrics.resources import flops_per_sample, peak_memory, reset_peak_memory
 from genzoo.metrics.speed import timed_sampling
 from genzoo.models.base import GenerativeModel
 
@@ -73,8 +73,7 @@ def run(cfg: DictConfig) -> dict:
     )
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
 
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
+    reset_peak_memory()
     trainer.fit(model, datamodule=data)
     tested = trainer.test(model, datamodule=data, verbose=False)[0]
     sampling = _write_pictures(model, data, run_dir, cfg.seed)

@@ -123,3 +123,15 @@ def test_flops_per_sample_of_a_linear_sampler_is_2_in_out():
     assert flops_per_sample(sample, n=4) == 2 * 8 * 5
     memory = peak_memory(torch.device("cpu"))
     assert memory["peak_memory_mib"] > 10 and "RSS" in memory["peak_memory_kind"]
+
+
+def test_peak_memory_resets_between_runs():
+    from genzoo.metrics.resources import peak_memory, reset_peak_memory
+
+    reset_peak_memory()
+    big = torch.ones(64 * 2**20, dtype=torch.uint8)  # 64 MiB, touched
+    high = peak_memory(torch.device("cpu"))["peak_memory_mib"]
+    del big
+    reset_peak_memory()
+    low = peak_memory(torch.device("cpu"))["peak_memory_mib"]
+    assert high - low > 40

@@ -20,10 +20,30 @@ def flops_per_sample(sample: Callable[..., torch.Tensor], n: int = 2) -> float:
     return counter.get_total_flops() / n
 
 
+def reset_peak_memory() -> None:
+    """Start a new peak: CUDA's peak statistics and, on Linux, the process's peak RSS (VmHWM).
+
+    Several runs of one multirun share a process; without the reset each would report the
+    largest peak of the runs before it.
+    """
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # Linux: resets VmHWM to the current RSS
+    except OSError:
+        pass
+
+
 def peak_memory(device: torch.device) -> dict:
-    """Peak memory of this process so far: CUDA max allocated on a GPU, peak RSS on a CPU, in MiB."""
+    """Peak memory since the last reset_peak_memory: CUDA max allocated on a GPU, peak RSS on a CPU, in MiB."""
     if device.type == "cuda":
         return {"peak_memory_mib": torch.cuda.max_memory_allocated(device) / 2**20, "peak_memory_kind": "CUDA max allocated"}
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    mib = rss / 2**20 if sys.platform == "darwin" else rss / 2**10
-    return {"peak_memory_mib": mib, "peak_memory_kind": "peak RSS of the process (CPU)"}
+    try:
+        with open("/proc/self/status") as f:
+            hwm_kib = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+        return {"peak_memory_mib": hwm_kib / 2**10, "peak_memory_kind": "peak RSS of the process since the run started (CPU)"}
+    except (OSError, StopIteration):
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+        mib = rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+        return {"peak_memory_mib": mib, "peak_memory_kind": "peak RSS of the process since it started (CPU)"}
