@@ -4,22 +4,14 @@ Hydra parses the overrides and makes the run directory; `run(cfg)` does the work
 errors print one line and exit with status 2; HYDRA_FULL_ERROR=1 shows the traceback.
 """
 
-import os
 import sys
 
 import hydra
 from omegaconf import DictConfig
 
 from genzoo.config import check_group_choices
-from genzoo.errors import GenzooError
+from genzoo.errors import GenzooError, exit_with_error
 from genzoo.paths import config_dir
-
-
-def _fail(err: Exception):
-    if os.environ.get("HYDRA_FULL_ERROR") == "1":
-        raise err
-    print(f"genzoo: error: {err}", file=sys.stderr)
-    sys.exit(2)
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
@@ -29,7 +21,7 @@ def _task(cfg: DictConfig) -> None:
     try:
         payload = run(cfg)
     except GenzooError as err:
-        _fail(err)
+        exit_with_error(err)
     print(f"genzoo: {payload['model']} on {payload['data']}: {payload['status']}; metrics {payload['metrics']}")
 
 
@@ -38,5 +30,5 @@ def main() -> None:
     try:
         check_group_choices(a for a in sys.argv[1:] if not a.startswith("-"))
     except GenzooError as err:
-        _fail(err)
+        exit_with_error(err)
     _task()

@@ -37,6 +37,22 @@ def _is_number(v) -> bool:
 POSITIVE_INT = Rule(lambda v: _is_int(v) and v > 0, "a positive integer", "16")
 POSITIVE_NUMBER = Rule(lambda v: _is_number(v) and v > 0, "a positive number", "1e-3")
 
+
+def non_negative(example: str) -> Rule:
+    """A number >= 0."""
+    return Rule(lambda v: _is_number(v) and v >= 0, "a number >= 0", example)
+
+
+def positive_int_or_null(example: str) -> Rule:
+    """A positive integer, or null (a default decided elsewhere)."""
+    return Rule(lambda v: v is None or (_is_int(v) and v > 0), "a positive integer or null", example)
+
+
+def one_of(*options: str) -> Rule:
+    """One of `options`; the first is the example."""
+    return Rule(lambda v: v in options, f"one of {', '.join(options)}", options[0])
+
+
 RULES: dict[str, Rule] = {
     "seed": Rule(lambda v: _is_int(v) and v >= 0, "a non-negative integer", "0"),
     "data.batch_size": POSITIVE_INT,
@@ -45,9 +61,9 @@ RULES: dict[str, Rule] = {
     "model.latent_dim": POSITIVE_INT,
     "model.hidden_dim": POSITIVE_INT,
     "model.iwae_k": POSITIVE_INT,
-    "model.beta": Rule(lambda v: _is_number(v) and v >= 0, "a number >= 0", "1.0"),
-    "model.likelihood": Rule(lambda v: v in ("gaussian", "bernoulli"), "one of gaussian, bernoulli", "gaussian"),
-    "model.net": Rule(lambda v: v in ("conv", "mlp"), "one of conv, mlp", "conv"),
+    "model.beta": non_negative("1.0"),
+    "model.likelihood": one_of("gaussian", "bernoulli"),
+    "model.net": one_of("conv", "mlp"),
     "model.channels": Rule(
         lambda v: isinstance(v, list) and len(v) > 0 and all(_is_int(c) and c > 0 for c in v), "a non-empty list of positive integers", "[32,64]"
     ),
@@ -55,13 +71,13 @@ RULES: dict[str, Rule] = {
     "model.num_steps": POSITIVE_INT,
     "model.sample_steps": POSITIVE_INT,
     "model.base_channels": POSITIVE_INT,
-    "model.eta": Rule(lambda v: _is_number(v) and v >= 0, "a number >= 0", "0.0"),
-    "model.schedule": Rule(lambda v: v in ("linear", "cosine"), "one of linear, cosine", "linear"),
-    "model.prediction": Rule(lambda v: v in ("eps", "v"), "one of eps, v", "eps"),
-    "model.sampler": Rule(lambda v: v in ("ddim", "ancestral"), "one of ddim, ancestral", "ddim"),
-    "model.loss": Rule(lambda v: v in ("ns", "hinge", "wgan-gp"), "one of ns, hinge, wgan-gp", "ns"),
-    "model.n_critic": Rule(lambda v: v is None or (_is_int(v) and v > 0), "a positive integer or null", "5"),
-    "model.gp_weight": Rule(lambda v: _is_number(v) and v >= 0, "a number >= 0", "10.0"),
+    "model.eta": non_negative("0.0"),
+    "model.schedule": one_of("linear", "cosine"),
+    "model.prediction": one_of("eps", "v"),
+    "model.sampler": one_of("ddim", "ancestral"),
+    "model.loss": one_of("ns", "hinge", "wgan-gp"),
+    "model.n_critic": positive_int_or_null("5"),
+    "model.gp_weight": non_negative("10.0"),
     "model.betas": Rule(
         lambda v: v is None or (isinstance(v, list) and len(v) == 2 and all(_is_number(b) and 0 <= b < 1 for b in v)),
         "null or two numbers in [0, 1)",
@@ -79,7 +95,7 @@ RULES: dict[str, Rule] = {
     "eval.extractors": Rule(
         lambda v: isinstance(v, list) and all(e in ("classifier", "inception") for e in v), "a list drawn from classifier, inception", "[classifier]"
     ),
-    "budget.n_test": Rule(lambda v: v is None or (_is_int(v) and v > 0), "a positive integer or null", "1000"),
+    "budget.n_test": positive_int_or_null("1000"),
 }
 
 

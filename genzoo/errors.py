@@ -5,6 +5,10 @@ exception is a bug and keeps its traceback.
 """
 
 
+import os
+import sys
+
+
 class GenzooError(Exception):
     """Base class of the errors caused by input (config, data, files), not by a bug."""
 
@@ -15,3 +19,14 @@ class ConfigError(GenzooError, ValueError):
 
 class DatasetNotFoundError(GenzooError, FileNotFoundError):
     """A dataset is neither on disk nor downloadable; the message lists paths and fixes."""
+
+
+def exit_with_error(err: Exception):
+    """Print `err` as one line "genzoo: error: ..." on stderr and exit with status 2.
+
+    With HYDRA_FULL_ERROR=1 the exception is raised instead, traceback and all.
+    """
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise err
+    print(f"genzoo: error: {err}", file=sys.stderr)
+    sys.exit(2)

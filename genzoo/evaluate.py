@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from genzoo import protocol
 from genzoo.artifacts import write_json
 from genzoo.config import effective_budget, load_config
-from genzoo.errors import ConfigError, GenzooError
+from genzoo.errors import ConfigError, GenzooError, exit_with_error
 from genzoo.metrics.harness import evaluate
 from genzoo.runner import build_model
 
@@ -98,8 +98,7 @@ def main(argv=None) -> None:
     try:
         payload = evaluate_run(argv[0], argv[1:])
     except GenzooError as err:
-        print(f"genzoo: error: {err}", file=sys.stderr)
-        sys.exit(2)
+        exit_with_error(err)
     print(f"genzoo: {payload['model']} on {payload['data']} re-scored: {payload['metrics']}")
 
 

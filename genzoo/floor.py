@@ -21,7 +21,7 @@ from genzoo import protocol
 from genzoo.artifacts import write_json
 from genzoo.config import load_config
 from genzoo.data.datamodule import to_unit_range
-from genzoo.errors import GenzooError
+from genzoo.errors import GenzooError, exit_with_error
 from genzoo.metrics.harness import evaluate
 
 
@@ -56,8 +56,7 @@ def main(argv=None) -> None:
     try:
         payload = real_data_floor(argv)
     except GenzooError as err:
-        print(f"genzoo: error: {err}", file=sys.stderr)
-        sys.exit(2)
+        exit_with_error(err)
     path = Path(f"floor-{payload['data']}-{'+'.join(payload['extractors'])}-n{payload['n']}.json")
     write_json(path, payload)
     for name, value in payload["metrics"].items():

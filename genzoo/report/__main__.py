@@ -1,8 +1,8 @@
 """python -m genzoo.report <multirun dir or run dirs> --out <dir>: the comparison table."""
 
 import argparse
-import sys
 
+from genzoo.errors import exit_with_error
 from genzoo.report.table import collect_runs, summarise, write_table
 
 
@@ -14,8 +14,7 @@ def main(argv=None) -> None:
     try:
         runs = collect_runs(args.paths)
     except FileNotFoundError as err:
-        print(f"genzoo: error: {err}", file=sys.stderr)
-        sys.exit(2)
+        exit_with_error(err)
     protocol = _protocol(runs)
     md, csv_path = write_table(summarise(runs), args.out, protocol)
     print(md.read_text())
