@@ -80,8 +80,9 @@ def run(cfg: DictConfig) -> dict:
     eval_start = time.perf_counter()
     quality, cards = evaluate(model.sample, data, cfg.eval, budget["eval_samples"], cfg.seed, run_dir, device=model.device)
     eval_seconds = time.perf_counter() - eval_start
+    params = sum(p.numel() for p in model.trainable_parameters())
     resources = {
-        "params": sum(p.numel() for p in model.trainable_parameters()),
+        "params": params,
         "nfe_per_sample": model.nfe_per_sample,
         "flops_per_sample": flops_per_sample(model.sample),
         **peak_memory(model.device),
@@ -99,7 +100,7 @@ def run(cfg: DictConfig) -> dict:
             "train_images": clock.images,
             "epochs": trainer.current_epoch,
             "steps": trainer.global_step,
-            "params": sum(p.numel() for p in model.trainable_parameters()),
+            "params": params,
             **sampling,
             "eval_seconds": eval_seconds,
         },

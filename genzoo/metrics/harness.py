@@ -17,7 +17,7 @@ from genzoo.artifacts import interleave_rows, save_grid
 from genzoo.data.datamodule import to_unit_range
 from genzoo.metrics.classes import class_coverage, inception_score
 from genzoo.metrics.frechet import feature_statistics, frechet_distance
-from genzoo.metrics.kid import kernel_distance
+from genzoo.metrics.kid import kernel_distance, kid_subset_size
 from genzoo.metrics.novelty import memorisation_rate, nearest_neighbours
 from genzoo.metrics.precision_recall import precision_recall
 from genzoo.metrics.reference import cached_features
@@ -102,11 +102,10 @@ def evaluate(sample: Callable[..., torch.Tensor], data, eval_cfg, n_samples: int
         extractor = build_extractor(name, data, cache_dir, device)
         card = {
             **extractor.card, "n_real": n, "n_fake": n, "split": f"{data.name} test, first {n} images", "seed": seed,
-            "kid_subsets": f"{eval_cfg.kid_subsets} subsets of {max(2, min(eval_cfg.kid_subset_size, n // 2))}",
+            "kid_subsets": f"{eval_cfg.kid_subsets} subsets of {kid_subset_size(eval_cfg.kid_subset_size, n, n)}",
             "precision_recall_k": eval_cfg.pr_k,
         }
-        real_key = {"dataset": data.name, "split": "test", "extractor": name, "weights_sha256": card["weights_sha256"], "resize": extractor.resize_tag, "n": n}
-        real = cached_features(cache_dir, real_key, lambda: extract(extractor, lambda a, b: to_unit_range(test_images[a:b]), n, eval_cfg.batch_size)[0])
+        real = _real_features(extractor, test_images[:n], data.name, "test", cache_dir, eval_cfg.batch_size)
         fake_features, fake_logits = extract(extractor, lambda a, b: fake[a:b], n, eval_cfg.batch_size)
         scores = _distribution_metrics(real, fake_features, eval_cfg, seed)
         if fake_logits is not None:
@@ -125,6 +124,15 @@ def evaluate(sample: Callable[..., torch.Tensor], data, eval_cfg, n_samples: int
     return metrics, cards
 
 
+def _real_features(extractor: Extractor, images: torch.Tensor, dataset: str, split: str, cache_dir: Path, batch_size: int) -> torch.Tensor:
+    """Features of real uint8 images (N, C, H, W), through the reference cache keyed by what shaped them."""
+    key = {
+        "dataset": dataset, "split": split, "extractor": extractor.name, "weights_sha256": extractor.card["weights_sha256"],
+        "resize": extractor.resize_tag, "n": len(images),
+    }
+    return cached_features(cache_dir, key, lambda: extract(extractor, lambda a, b: to_unit_range(images[a:b]), len(images), batch_size)[0])
+
+
 def _distribution_metrics(real: torch.Tensor, fake: torch.Tensor, eval_cfg, seed: int) -> dict:
     fid = frechet_distance(*feature_statistics(real), *feature_statistics(fake))
     kid, kid_std = kernel_distance(real, fake, eval_cfg.kid_subsets, eval_cfg.kid_subset_size, torch.Generator().manual_seed(seed))
@@ -135,11 +143,8 @@ def _distribution_metrics(real: torch.Tensor, fake: torch.Tensor, eval_cfg, seed
 def _novelty(extractor, data, fake, fake_features, test_features, eval_cfg, cache_dir, run_dir, card):
     """Memorisation rate against the training images (train split as the data module carved it)."""
     train_images = data.train_set.images
-    key = {
-        "dataset": data.name, "split": f"train(val_fraction={data.val_fraction},split_seed={data.split_seed})",
-        "extractor": extractor.name, "weights_sha256": card["weights_sha256"], "resize": extractor.resize_tag, "n": len(train_images),
-    }
-    train = cached_features(cache_dir, key, lambda: extract(extractor, lambda a, b: to_unit_range(train_images[a:b]), len(train_images), 1000)[0])
+    split = f"train(val_fraction={data.val_fraction},split_seed={data.split_seed})"
+    train = _real_features(extractor, train_images, data.name, split, cache_dir, batch_size=1000)
     rate, threshold = memorisation_rate(fake_features, train, test_features, eval_cfg.memorisation_percentile)
     if run_dir is not None:
         _, idx = nearest_neighbours(fake_features[:32], train)

