@@ -1,5 +1,8 @@
-"""Lightning callbacks the runner adds to every run."""
+"""Lightning callbacks the runner adds to every run: the training clock, the quality curve,
+the divergence monitor and the sample grid for image loggers."""
 
+import contextlib
+import math
 import time
 
 import lightning as L
@@ -13,24 +16,27 @@ def _sync(module: L.LightningModule):
 
 
 class TrainingClock(L.Callback):
-    """Counts training images and the seconds spent training, validation excluded.
+    """Counts training images and the seconds spent training, validation and scoring excluded.
 
-    After fit: `images` seen by training steps, `train_seconds` from fit start to end minus
-    time in validation loops (sanity check included), so images / train_seconds is the
-    training throughput with data loading, optimiser steps and logging in it.
+    After fit: `images` seen by training steps on all ranks (the per-rank batch times the
+    world size), `train_seconds` from fit start to end minus time in validation loops
+    (sanity check included) and in `paused()` blocks (the quality curve's scoring), so
+    images / train_seconds is the training throughput with data loading, optimiser steps
+    and logging in it.
     """
 
     def __init__(self):
         self.images = 0
         self.train_seconds = 0.0
-        self._val_seconds = 0.0
+        self._excluded = 0.0
+        self._fit_start = None
 
     def on_fit_start(self, trainer, module):
         _sync(module)
         self._fit_start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        self.images += len(batch[0])
+        self.images += len(batch[0]) * trainer.world_size
 
     def on_validation_start(self, trainer, module):
         _sync(module)
@@ -38,15 +44,128 @@ class TrainingClock(L.Callback):
 
     def on_validation_end(self, trainer, module):
         _sync(module)
-        self._val_seconds += time.perf_counter() - self._val_start
+        self._excluded += time.perf_counter() - self._val_start
 
     def on_fit_end(self, trainer, module):
         _sync(module)
-        self.train_seconds = time.perf_counter() - self._fit_start - self._val_seconds
+        self.train_seconds = self.elapsed()
+
+    def elapsed(self) -> float:
+        """Training seconds so far (0 before fit starts)."""
+        if self._fit_start is None:
+            return 0.0
+        return time.perf_counter() - self._fit_start - self._excluded
+
+    @contextlib.contextmanager
+    def paused(self):
+        """A block whose wall time does not count as training."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._excluded += time.perf_counter() - start
 
     @property
     def images_per_second(self) -> float:
         return self.images / self.train_seconds if self.train_seconds > 0 else float("nan")
+
+
+class QualityCurve(L.Callback):
+    """The quality metric at `points` evenly spaced moments of training: the time-to-quality curve.
+
+    After each k/points share of the run's training batches (k = 1..points), calls
+    `score(module) -> float` (a FID from genzoo.metrics.harness.curve_scorer; set
+    `score` before fit, None turns the curve off, as does points=0) with the module in
+    eval mode and the training clock paused, on rank zero only (other ranks wait at a
+    barrier). If training stops early, the point where it stopped is scored too, unless
+    `skip()` is true (a diverged run). `points` then holds one dict per moment: batches,
+    epoch, train_seconds, train_images, value (None on ranks other than zero).
+    """
+
+    def __init__(self, clock: TrainingClock, points: int, score=None, skip=lambda: False):
+        if points < 0:
+            raise ValueError(f"points must be >= 0, got {points}")
+        self.clock, self.n_points, self.score, self.skip = clock, points, score, skip
+        self.points: list[dict] = []
+        self._batches = 0
+        self._targets: set[int] = set()
+
+    def on_fit_start(self, trainer, module):
+        if self.score is None or self.n_points == 0:
+            return
+        total = trainer.estimated_stepping_batches
+        if math.isinf(total) or total < 1:
+            raise ValueError("the quality curve needs a finite number of training batches (set budget.max_epochs or budget.max_steps)")
+        self._targets = {max(1, round(int(total) * k / self.n_points)) for k in range(1, self.n_points + 1)}
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self._batches += 1
+        if self._batches in self._targets and not self.skip():
+            self._record(trainer, module)
+
+    def on_train_end(self, trainer, module):
+        done = self.points and self.points[-1]["batches"] == self._batches
+        if self._targets and self._batches and not done and not self.skip():
+            self._record(trainer, module)
+
+    def _record(self, trainer, module):
+        with self.clock.paused():
+            value = None
+            if trainer.is_global_zero:
+                was_training = module.training
+                module.eval()
+                with torch.no_grad():
+                    value = float(self.score(module))
+                module.train(was_training)
+            trainer.strategy.barrier()
+        self.points.append({
+            "batches": self._batches, "epoch": trainer.current_epoch, "train_seconds": self.clock.elapsed(),
+            "train_images": self.clock.images, "value": value,
+        })
+
+
+def time_to_quality(points: list[dict], tolerance: float = 0.10) -> float | None:
+    """Training seconds until the curve first comes within `tolerance` of its final value.
+
+    For a lower-is-better metric (FID): the first point with value <= final * (1 + tolerance).
+    None when the curve is empty or its final value is not finite.
+    """
+    values = [p["value"] for p in points if p["value"] is not None]
+    if not values or not math.isfinite(values[-1]):
+        return None
+    final = values[-1]
+    return next(p["train_seconds"] for p in points if p["value"] is not None and p["value"] <= final * (1 + tolerance))
+
+
+class DivergenceMonitor(L.Callback):
+    """Stops training at the first non-finite training loss; `diverged` then says where.
+
+    Checks the step's returned loss (automatic optimisation) and every logged `train/*`
+    value (manual optimisation logs its losses), after each training batch. On a
+    non-finite value: `diverged` = {"step": batches done, "epoch", "metric", "value"} and
+    `trainer.should_stop` is set, so fit returns and the runner records status "diverged".
+    """
+
+    def __init__(self):
+        self.diverged: dict | None = None
+        self._batches = 0
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self._batches += 1
+        if self.diverged is not None:
+            return
+        candidates = {}
+        if isinstance(outputs, dict) and torch.is_tensor(outputs.get("loss")):
+            candidates["loss"] = outputs["loss"]
+        elif torch.is_tensor(outputs):
+            candidates["loss"] = outputs
+        candidates.update({k: v for k, v in trainer.callback_metrics.items() if k.startswith("train/")})
+        for name, value in candidates.items():
+            value = float(value.detach()) if torch.is_tensor(value) else float(value)
+            if not math.isfinite(value):
+                self.diverged = {"step": self._batches, "epoch": trainer.current_epoch, "metric": name, "value": str(value)}
+                trainer.should_stop = True
+                return
 
 
 class SampleGridLogger(L.Callback):

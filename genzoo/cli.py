@@ -22,7 +22,10 @@ def _task(cfg: DictConfig) -> None:
         payload = run(cfg)
     except GenzooError as err:
         exit_with_error(err)
-    print(f"genzoo: {payload['model']} on {payload['data']}: {payload['status']}; metrics {payload['metrics']}")
+    if payload is None:  # a DDP rank other than zero: rank zero reports
+        return
+    detail = f"diverged at {payload['divergence']}" if payload["status"] == "diverged" else f"metrics {payload['metrics']}"
+    print(f"genzoo: {payload['model']} on {payload['data']}: {payload['status']}; {detail}")
 
 
 def main() -> None:

@@ -87,6 +87,10 @@ RULES: dict[str, Rule] = {
     "budget.max_epochs": Rule(lambda v: _is_int(v) and (v > 0 or v == -1), "a positive integer or -1", "10"),
     "budget.max_steps": Rule(lambda v: _is_int(v) and (v > 0 or v == -1), "a positive integer or -1 (no limit)", "-1"),
     "budget.eval_samples": POSITIVE_INT,
+    "budget.curve_points": Rule(lambda v: _is_int(v) and v >= 0, "a non-negative integer (0: no quality curve)", "4"),
+    "budget.curve_samples": Rule(lambda v: _is_int(v) and v > 1, "an integer > 1", "256"),
+    "hardware.strategy": one_of("auto", "ddp"),
+    "hardware.precision": one_of("32-true", "bf16-mixed", "16-mixed", "bf16-true", "64-true"),
     "eval.batch_size": POSITIVE_INT,
     "eval.kid_subsets": POSITIVE_INT,
     "eval.kid_subset_size": Rule(lambda v: _is_int(v) and v > 1, "an integer > 1", "1000"),
@@ -147,9 +151,13 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"{key}={value!r} is invalid: it must be {rule.want} (e.g. {key}={rule.example})")
 
 
-def effective_budget(budget: DictConfig, family: str) -> dict:
-    """The budget keys for one family: the tier's defaults updated by `families.<family>`."""
-    plain = OmegaConf.to_container(budget, resolve=True)
+def for_family(section: DictConfig, family: str) -> dict:
+    """A config section (budget, hardware) as one family sees it: its keys updated by `families.<family>`.
+
+    E.g. budget=fast gives DDPM 3 epochs where the others get 10; hardware=gpu keeps the
+    likelihood families in float32. Returns a plain dict without the `families` key.
+    """
+    plain = OmegaConf.to_container(section, resolve=True)
     overrides = plain.pop("families", None) or {}
     plain.update(overrides.get(family, {}))
     return plain

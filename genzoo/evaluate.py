@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 
 from genzoo import protocol
 from genzoo.artifacts import write_json
-from genzoo.config import effective_budget, load_config
+from genzoo.config import for_family, load_config
 from genzoo.errors import ConfigError, GenzooError, exit_with_error
 from genzoo.metrics.harness import evaluate
 from genzoo.runner import build_model
@@ -66,7 +66,7 @@ def evaluate_run(target, overrides=()) -> dict:
 
     out_dir = run_dir / "evaluations" / time.strftime("%Y-%m-%d_%H-%M-%S")
     out_dir.mkdir(parents=True, exist_ok=True)
-    budget = effective_budget(cfg.budget, model.family)
+    budget = for_family(cfg.budget, model.family)
     start = time.perf_counter()
     metrics, cards = evaluate(model.sample, data, cfg.eval, budget["eval_samples"], cfg.seed, out_dir, device=device)
     payload = {

@@ -22,10 +22,12 @@ def versions() -> dict:
     return out
 
 
-def hardware(device: torch.device, precision: str) -> dict:
-    """The device that trained (GPU name or CPU model), CPU threads and precision."""
+def hardware(device: torch.device, precision: str, world_size: int = 1, strategy: str = "single device") -> dict:
+    """The device that trained (GPU name or CPU model), CPU threads, precision, processes and strategy."""
     return {
         "accelerator": device.type,
+        "world_size": world_size,
+        "strategy": strategy,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_model(),
         "torch_threads": torch.get_num_threads(),
         "precision": str(precision),

@@ -1,5 +1,6 @@
 """One run: build from the config, train, sample, score, write the run directory."""
 
+import os
 import time
 from pathlib import Path
 
@@ -12,41 +13,53 @@ from omegaconf import DictConfig, OmegaConf
 
 from genzoo import protocol
 from genzoo.artifacts import interleave_rows, save_grid, write_json
-from genzoo.callbacks import SampleGridLogger, TrainingClock
-from genzoo.config import effective_budget, validate
+from genzoo.callbacks import DivergenceMonitor, QualityCurve, SampleGridLogger, TrainingClock, time_to_quality
+from genzoo.config import for_family, validate
 from genzoo.data.datamodule import to_unit_range
+from genzoo.distributed import generate_across_ranks
 from genzoo.errors import ConfigError
-from genzoo.metrics.harness import evaluate
+from genzoo.metrics.harness import curve_scorer, evaluate
 from genzoo.metrics.resources import flops_per_sample, peak_memory, reset_peak_memory
 from genzoo.metrics.speed import timed_sampling
 from genzoo.models.base import GenerativeModel
 
 
-def run(cfg: DictConfig) -> dict:
+def run(cfg: DictConfig) -> dict | None:
     """Train, sample and score one model; write its run directory and return metrics.json.
 
     Steps: validate the config, seed everything, build the data module, model and
-    Lightning Trainer, fit (checkpoints: last and best by val/loss), test the final
+    Lightning Trainer, fit (checkpoints: last and best by val/loss; the quality curve:
+    a FID at `budget.curve_points` moments; the divergence monitor), test the final
     weights (likelihoods), write samples.png and reconstructions.png (AE/VAE), score
     samples with the evaluation harness (`cfg.eval`, `budget.eval_samples`; writes
     nearest_neighbours.png), then config.yaml and metrics.json into `cfg.output_dir`
     (under the CLI: Hydra's run directory).
 
-    Returns the metrics.json payload: {"model", "data", "status", "metrics", "timing",
-    "resources", "protocol"}; resources: params, nfe_per_sample, flops_per_sample (of the
-    configured sampler, torch.utils.flop_counter), peak memory in MiB and its kind.
+    Under DDP (hardware=ddp, ddp_cpu, slurm) every rank runs this function: Lightning
+    splits training and test batches and averages the logged test metrics across ranks;
+    the evaluation samples are drawn in shares by all ranks and gathered; rank zero alone
+    scores them and writes files. Ranks other than zero return None.
+
+    Returns the metrics.json payload: {"model", "data", "status" ("completed" or
+    "diverged"), "divergence", "metrics", "quality_curve", "timing", "resources",
+    "protocol"}; resources: params, nfe_per_sample, flops_per_sample (of the configured
+    sampler, torch.utils.flop_counter), peak memory in MiB and its kind. A diverged run
+    (non-finite training loss) stops there: no test or scoring, status "diverged".
     Raises ConfigError or DatasetNotFoundError for bad input, before training.
     """
     validate(cfg)
+    _check_launch(cfg)
     run_dir = _output_dir(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     data = instantiate(cfg.data)
     model = build_model(cfg.model, data.image_shape)
-    budget = effective_budget(cfg.budget, model.family)
+    budget = for_family(cfg.budget, model.family)
+    hardware = for_family(cfg.hardware, model.family)
     data.n_test = budget["n_test"]
     data.setup("fit")  # a missing dataset stops the run here, before the trainer starts
-    clock = TrainingClock()
+    clock, monitor = TrainingClock(), DivergenceMonitor()
+    curve = QualityCurve(clock, budget["curve_points"], skip=lambda: monitor.diverged is not None)
     checkpoints = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best-epoch{epoch}-step{step}",
@@ -57,29 +70,45 @@ def run(cfg: DictConfig) -> dict:
         auto_insert_metric_name=False,
     )
     trainer = L.Trainer(
-        accelerator=cfg.hardware.accelerator,
-        devices=cfg.hardware.devices,
-        precision=cfg.hardware.precision,
+        accelerator=hardware["accelerator"],
+        devices=hardware["devices"],
+        num_nodes=hardware.get("num_nodes", 1),
+        strategy=_strategy(hardware),
+        precision=hardware["precision"],
         max_epochs=budget["max_epochs"],
         max_steps=budget["max_steps"],
         limit_train_batches=budget["limit_train_batches"],
         limit_val_batches=budget["limit_val_batches"],
         logger=_logger(cfg, run_dir),
-        callbacks=[checkpoints, clock, SampleGridLogger(seed=cfg.seed)],
+        callbacks=[checkpoints, clock, monitor, curve, SampleGridLogger(seed=cfg.seed)],
         default_root_dir=str(run_dir),
         enable_progress_bar=cfg.progress_bar,
         enable_model_summary=False,
         log_every_n_steps=10,
     )
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    rank_zero = trainer.is_global_zero
+    scorer = curve_scorer(data, cfg.eval, budget["curve_samples"], cfg.seed, trainer.strategy.root_device) if budget["curve_points"] else None
+    curve.score = scorer[0] if scorer else None
+    L.seed_everything(cfg.seed, workers=True, verbose=False)  # training starts from the seed, whatever the scorer's set-up drew
+    if rank_zero:
+        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
 
     reset_peak_memory()
     trainer.fit(model, datamodule=data)
-    tested = trainer.test(model, datamodule=data, verbose=False)[0]
-    sampling = _write_pictures(model, data, run_dir, cfg.seed)
-    eval_start = time.perf_counter()
-    quality, cards = evaluate(model.sample, data, cfg.eval, budget["eval_samples"], cfg.seed, run_dir, device=model.device)
-    eval_seconds = time.perf_counter() - eval_start
+    metrics, cards, sampling, eval_seconds = {}, {}, {}, 0.0
+    if monitor.diverged is None:
+        metrics = {k: float(v) for k, v in trainer.test(model, datamodule=data, verbose=False)[0].items()}
+        n_eval = min(budget["eval_samples"], len(data.test_images))
+        eval_start = time.perf_counter()
+        fake = generate_across_ranks(model.sample, n_eval, cfg.eval.batch_size, cfg.seed + 1, trainer.strategy) if cfg.eval.extractors else None
+        if not rank_zero:
+            return None
+        sampling = _write_pictures(model, data, run_dir, cfg.seed)
+        quality, cards = evaluate(model.sample, data, cfg.eval, n_eval, cfg.seed, run_dir, device=model.device, fake=fake)
+        metrics.update(quality)
+        eval_seconds = time.perf_counter() - eval_start
+    if not rank_zero:
+        return None
     params = sum(p.numel() for p in model.trainable_parameters())
     resources = {
         "params": params,
@@ -87,17 +116,18 @@ def run(cfg: DictConfig) -> dict:
         "flops_per_sample": flops_per_sample(model.sample),
         **peak_memory(model.device),
     }
-
-    metrics = {**{k: float(v) for k, v in tested.items()}, **quality}
     payload = {
         "model": model.family,
         "data": data.name,
-        "status": "completed",
+        "status": "completed" if monitor.diverged is None else "diverged",
+        "divergence": monitor.diverged,
         "metrics": metrics,
+        "quality_curve": {"card": scorer[1] if scorer else None, "points": curve.points},
         "timing": {
             "train_seconds": clock.train_seconds,
             "train_images_per_second": clock.images_per_second,
             "train_images": clock.images,
+            "time_to_quality_seconds": time_to_quality(curve.points),
             "epochs": trainer.current_epoch,
             "steps": trainer.global_step,
             "params": params,
@@ -111,10 +141,12 @@ def run(cfg: DictConfig) -> dict:
             "seed": cfg.seed,
             "budget": cfg.budget.name,
             "batch_size": data.batch_size,
-            "hardware": protocol.hardware(trainer.strategy.root_device, cfg.hardware.precision),
+            "hardware": protocol.hardware(trainer.strategy.root_device, hardware["precision"], trainer.world_size, type(trainer.strategy).__name__),
             "versions": protocol.versions(),
             "git_commit": protocol.git_commit(),
             "evaluated_weights": "final (last) weights",
+            "eval_sampling": "one seeded generator" if trainer.world_size == 1 else f"{trainer.world_size} ranks draw equal shares, seeds genzoo.distributed.rank_seed",
+            "time_to_quality": "train seconds until the quality curve first comes within 10% of its final value (genzoo.callbacks.time_to_quality)",
             "family": model.protocol(),
             "metric_cards": cards,
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -150,6 +182,29 @@ def _output_dir(cfg: DictConfig) -> Path:
         path = Path(HydraConfig.get().runtime.output_dir)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def _strategy(hardware: dict):
+    """Lightning strategy: "auto" (one device) or DDP with the configured process-group backend."""
+    if hardware.get("strategy", "auto") != "ddp":
+        return hardware.get("strategy", "auto")
+    from lightning.pytorch.strategies import DDPStrategy
+
+    return DDPStrategy(process_group_backend=hardware.get("process_group_backend"))
+
+
+def _check_launch(cfg: DictConfig) -> None:
+    """DDP started by Lightning re-runs the command line, which a Hydra multirun cannot take."""
+    if cfg.hardware.get("strategy") != "ddp" or "SLURM_NTASKS" in os.environ:
+        return
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        raise ConfigError(
+            "hardware with strategy=ddp cannot run inside a local Hydra multirun (Lightning relaunches the command per device): "
+            "run each job on its own, or sweep with hardware=slurm (one task per device)"
+        )
 
 
 def _logger(cfg: DictConfig, run_dir: Path):

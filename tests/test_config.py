@@ -3,7 +3,7 @@ import itertools
 import pytest
 
 from genzoo import load_config
-from genzoo.config import GROUPS, effective_budget, group_options
+from genzoo.config import GROUPS, for_family, group_options
 from genzoo.errors import ConfigError
 
 
@@ -57,6 +57,6 @@ def test_invalid_values_name_the_key(override, key):
 
 def test_per_family_budget_overrides():
     cfg = load_config(["budget=smoke", "+budget.families.vae={max_epochs: 3}"])
-    assert effective_budget(cfg.budget, "vae")["max_epochs"] == 3
-    assert effective_budget(cfg.budget, "ae")["max_epochs"] == 1
-    assert "families" not in effective_budget(cfg.budget, "ae")
+    assert for_family(cfg.budget, "vae")["max_epochs"] == 3
+    assert for_family(cfg.budget, "ae")["max_epochs"] == 1
+    assert "families" not in for_family(cfg.budget, "ae")

@@ -30,6 +30,14 @@ def test_vae_run_writes_classifier_metrics_and_cards(data_root, tmp_path):
     assert len(card["weights_sha256"]) == 64 and "memorisation" in cards["memorisation_rate"]
     assert (tmp_path / "nearest_neighbours.png").is_file()
     assert payload == json.loads((tmp_path / "metrics.json").read_text())
+    # the quality curve: smoke's 4 points over 30 batches, classifier FID on curve_samples images
+    curve = payload["quality_curve"]
+    assert [p["batches"] for p in curve["points"]] == [8, 15, 22, 30]
+    assert curve["card"]["metric"] == "fid_classifier" and curve["card"]["n_fake"] == 256
+    assert all(p["value"] > 0 for p in curve["points"])
+    seconds = [p["train_seconds"] for p in curve["points"]]
+    assert seconds == sorted(seconds) and seconds[-1] <= payload["timing"]["train_seconds"]
+    assert payload["timing"]["time_to_quality_seconds"] in seconds
 
 
 def test_harness_scores_real_test_images_as_real(data_root):

@@ -17,7 +17,8 @@ TINY = [
 
 def _check_run_dir(out, family):
     payload = json.loads((out / "metrics.json").read_text())
-    assert set(payload) == {"model", "data", "status", "metrics", "timing", "resources", "protocol"}
+    assert set(payload) == {"model", "data", "status", "divergence", "metrics", "quality_curve", "timing", "resources", "protocol"}
+    assert payload["divergence"] is None and payload["quality_curve"]["points"] == []  # eval=none: no curve
     res = payload["resources"]
     assert res["nfe_per_sample"] == 1 and res["flops_per_sample"] > 0 and res["peak_memory_mib"] > 100 and res["params"] > 0
     assert payload["model"] == family and payload["data"] == "fashion_mnist" and payload["status"] == "completed"

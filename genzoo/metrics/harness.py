@@ -75,7 +75,10 @@ def generate(sample: Callable[..., torch.Tensor], n: int, batch_size: int, seed:
     return torch.cat([sample(min(batch_size, n - start), generator=generator).cpu() for start in range(0, n, batch_size)])
 
 
-def evaluate(sample: Callable[..., torch.Tensor], data, eval_cfg, n_samples: int, seed: int, run_dir: Path | None = None, device="cpu") -> tuple[dict, dict]:
+def evaluate(
+    sample: Callable[..., torch.Tensor], data, eval_cfg, n_samples: int, seed: int, run_dir: Path | None = None, device="cpu",
+    fake: torch.Tensor | None = None,
+) -> tuple[dict, dict]:
     """Score `sample` against the data module's test split; returns (metrics, cards).
 
     Args:
@@ -86,6 +89,8 @@ def evaluate(sample: Callable[..., torch.Tensor], data, eval_cfg, n_samples: int
         n_samples: generated images; the real side uses as many test images (capped at the split).
         seed: seeds the sampling generator (seed + 1) and the KID subsets.
         run_dir: where nearest_neighbours.png goes (None: not written).
+        fake: the generated images, if already drawn (under DDP, gathered from every rank);
+            None draws them here with generate(sample, n, eval_cfg.batch_size, seed + 1).
     Returns:
         metrics: {"fid_classifier": float, "kid_classifier": ..., "is_inception": None, ...};
         cards: {metric name: {extractor, weights_sha256, resize, n_real, n_fake, split, seed, ...}}.
@@ -96,7 +101,10 @@ def evaluate(sample: Callable[..., torch.Tensor], data, eval_cfg, n_samples: int
     cache_dir = Path(eval_cfg.cache_dir) if eval_cfg.get("cache_dir") else default_cache_dir()
     test_images = data.test_images
     n = min(n_samples, len(test_images))
-    fake = generate(sample, n, eval_cfg.batch_size, seed + 1)
+    if fake is None:
+        fake = generate(sample, n, eval_cfg.batch_size, seed + 1)
+    elif len(fake) != n:
+        raise ValueError(f"fake holds {len(fake)} images but {n} are scored: draw min(n_samples, test split) images")
     metrics, cards = {}, {}
     for name in extractors:
         extractor = build_extractor(name, data, cache_dir, device)
@@ -122,6 +130,33 @@ def evaluate(sample: Callable[..., torch.Tensor], data, eval_cfg, n_samples: int
         for metric in [m for m in metrics if m not in cards]:
             cards[metric] = card
     return metrics, cards
+
+
+def curve_scorer(data, eval_cfg, n: int, seed: int, device="cpu") -> tuple[Callable, dict] | None:
+    """A cheap FID for the quality curve during training: (score(model) -> float, card), or None.
+
+    Uses the classifier extractor when `eval_cfg.extractors` lists it, else the first one
+    listed; None when it lists none (eval=none). The extractor and the real statistics of
+    the first n test images are built here, before training, so a classifier trained on a
+    cache miss does not run inside fit. Each call draws n images with model.sample from a
+    generator seeded with seed + 2 (the same latents at every point) and returns their FID.
+    """
+    extractors = list(eval_cfg.extractors or [])
+    if not extractors:
+        return None
+    name = "classifier" if "classifier" in extractors else extractors[0]
+    cache_dir = Path(eval_cfg.cache_dir) if eval_cfg.get("cache_dir") else default_cache_dir()
+    n = min(n, len(data.test_images))
+    extractor = build_extractor(name, data, cache_dir, device)
+    real_stats = feature_statistics(_real_features(extractor, data.test_images[:n], data.name, "test", cache_dir, eval_cfg.batch_size))
+
+    def score(model) -> float:
+        fake = generate(model.sample, n, eval_cfg.batch_size, seed + 2)
+        features, _ = extract(extractor, lambda a, b: fake[a:b], n, eval_cfg.batch_size)
+        return frechet_distance(*real_stats, *feature_statistics(features))
+
+    card = {**extractor.card, "metric": f"fid_{name}", "n_real": n, "n_fake": n, "split": f"{data.name} test, first {n} images", "seed": seed + 2}
+    return score, card
 
 
 def _real_features(extractor: Extractor, images: torch.Tensor, dataset: str, split: str, cache_dir: Path, batch_size: int) -> torch.Tensor:

@@ -57,11 +57,11 @@ class Autoencoder(GenerativeModel):
 
     def validation_step(self, batch, batch_idx):
         x, _ = batch
-        self.log("val/loss", F.mse_loss(self(x), x), prog_bar=True, batch_size=len(x))
+        self.log("val/loss", F.mse_loss(self(x), x), prog_bar=True, batch_size=len(x), sync_dist=True)
 
     def test_step(self, batch, batch_idx):
         x, _ = batch
-        self.log("test_recon_mse", F.mse_loss(self(x), x), batch_size=len(x))
+        self.log("test_recon_mse", F.mse_loss(self(x), x), batch_size=len(x), sync_dist=True)
 
     def on_train_epoch_start(self):
         self._sums = None

@@ -95,7 +95,7 @@ class DDPM(GenerativeModel):
         update_ema(self.ema, self.net)
 
     def validation_step(self, batch, batch_idx):
-        self.log("val/loss", self.loss(batch[0], net=self.ema.module), prog_bar=True, batch_size=len(batch[0]))
+        self.log("val/loss", self.loss(batch[0], net=self.ema.module), prog_bar=True, batch_size=len(batch[0]), sync_dist=True)
 
     @torch.no_grad()
     def vlb_terms(self, x0: torch.Tensor) -> torch.Tensor:
@@ -128,7 +128,7 @@ class DDPM(GenerativeModel):
     def test_step(self, batch, batch_idx):
         x0 = batch[0]
         nll = self.vlb_terms(x0).sum(1)
-        self.log_dict({"elbo_nats": -nll.mean(), "bits_per_dim": bits_per_dim(nll.mean(), self.num_dims)}, batch_size=len(x0))
+        self.log_dict({"elbo_nats": -nll.mean(), "bits_per_dim": bits_per_dim(nll.mean(), self.num_dims)}, batch_size=len(x0), sync_dist=True)
 
     @torch.no_grad()
     def sample(self, n: int, generator=None, sampler: str | None = None, steps: int | None = None) -> torch.Tensor:

@@ -129,7 +129,7 @@ class GAN(GenerativeModel):
     def _held_out_step(self, batch, prefix: str):
         real = batch[0]
         outputs = self._d_outputs(self.discriminator(real), self.discriminator(self._sampling_net()(self._noise(len(real)))))
-        self.log_dict({f"{prefix}{k}": v for k, v in outputs.items()}, batch_size=len(real))
+        self.log_dict({f"{prefix}{k}": v for k, v in outputs.items()}, batch_size=len(real), sync_dist=True)
 
     def validation_step(self, batch, batch_idx):
         self._held_out_step(batch, "val/")

@@ -132,7 +132,7 @@ class VAE(GenerativeModel):
     def validation_step(self, batch, batch_idx):
         x, _ = batch
         rec, kl, _ = self.elbo_terms(x)
-        self.log("val/loss", (kl - rec).mean(), prog_bar=True, batch_size=len(x))  # -ELBO, nats/image
+        self.log("val/loss", (kl - rec).mean(), prog_bar=True, batch_size=len(x), sync_dist=True)  # -ELBO, nats/image
 
     def test_step(self, batch, batch_idx):
         x, _ = batch
@@ -149,6 +149,7 @@ class VAE(GenerativeModel):
                 "test_recon_mse": F.mse_loss(self.decode(mean), x),
             },
             batch_size=len(x),
+            sync_dist=True,  # under DDP: the mean over every rank's test images
         )
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:

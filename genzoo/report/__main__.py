@@ -1,40 +1,58 @@
-"""python -m genzoo.report <multirun dir or run dirs> --out <dir>: the comparison table."""
+"""python -m genzoo.report <multirun dir or run dirs> --out <dir>: the comparison table and plots.
+
+Writes table.md, table.csv and the four figures of genzoo.report.plots into --out, and
+prints table.md. Each output states the data, budget, seeds, hardware, versions and
+evaluation protocol its numbers came from.
+"""
 
 import argparse
 
 from genzoo.errors import exit_with_error
+from genzoo.report.plots import write_plots
 from genzoo.report.table import collect_runs, summarise, write_table
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m genzoo.report", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m genzoo.report", description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", help="multirun directories or run directories")
-    parser.add_argument("--out", required=True, help="directory for table.md and table.csv")
+    parser.add_argument("--out", required=True, help="directory for table.md, table.csv and the plots")
     args = parser.parse_args(argv)
     try:
         runs = collect_runs(args.paths)
     except FileNotFoundError as err:
         exit_with_error(err)
-    protocol = _protocol(runs)
-    md, csv_path = write_table(summarise(runs), args.out, protocol)
+    md, csv_path = write_table(summarise(runs), args.out, protocol(runs))
+    plots = write_plots(runs, args.out)
     print(md.read_text())
-    print(f"written: {md}, {csv_path}")
+    print("written: " + ", ".join(str(p) for p in (md, csv_path, *plots)))
 
 
-def _protocol(runs) -> str:
-    """One line naming the data, budgets, seeds, hardware and commits the runs came from."""
+def protocol(runs) -> str:
+    """A paragraph naming the data, budgets, seeds, hardware, versions and evaluation protocol of the runs."""
     done = [r["payload"] for r in runs if r["payload"]]
     if not done:
         return ""
 
     def values(get):
-        return ", ".join(sorted({str(get(p)) for p in done}))
+        found = set()
+        for p in done:
+            try:
+                found.add(str(get(p)))
+            except (KeyError, TypeError):
+                continue
+        return ", ".join(sorted(found)) or "—"
 
+    card = lambda p: p["protocol"]["metric_cards"]["fid_classifier"]  # noqa: E731
+    versions = lambda name: values(lambda p: p["protocol"]["versions"][name])  # noqa: E731
     return (
         f"Data: {values(lambda p: p['data'])}; budget: {values(lambda p: p['protocol']['budget'])}; "
         f"seeds: {values(lambda p: p['protocol']['seed'])}; hardware: {values(lambda p: p['protocol']['hardware']['device'])} "
-        f"({values(lambda p: p['protocol']['hardware']['precision'])}); torch {values(lambda p: p['protocol']['versions']['torch'])}; "
-        f"genzoo commit {values(lambda p: p['protocol']['git_commit'])}. Cells: mean ± std across seeds."
+        f"({values(lambda p: p['protocol']['hardware']['precision'])}, {values(lambda p: p['protocol']['hardware'].get('world_size', 1))} process(es)); "
+        f"torch {versions('torch')}, lightning {versions('lightning')}; genzoo commit {values(lambda p: p['protocol']['git_commit'])}. "
+        f"Evaluation: {values(lambda p: card(p)['extractor'])} (weights sha256 {values(lambda p: card(p)['weights_sha256'][:12])}), "
+        f"resize {values(lambda p: card(p)['resize'])}, n_fake = n_real = {values(lambda p: card(p)['n_fake'])} "
+        f"({values(lambda p: card(p)['split'])}); quality curve: {values(lambda p: p['quality_curve']['card']['n_fake'])} samples per point. "
+        "Cells: mean ± std across seeds; each run's metrics.json holds the full card of every number."
     )
 
 

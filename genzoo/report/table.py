@@ -2,8 +2,10 @@
 
 A run directory is one with a config.yaml (written before training starts); its
 metrics.json, if any, holds what it measured. A run without metrics.json, or whose status
-is not "completed", counts as started but not completed (crashed or diverged), and
-its numbers, if any, stay out of the means.
+is not "completed", counts as started but not completed (crashed, interrupted or
+diverged; diverged runs are also counted apart, for training stability), and its
+numbers, if any, stay out of the means. Beside the numbers each row gets the course-note
+labels of genzoo.report.labels.
 """
 
 import csv
@@ -14,6 +16,7 @@ import statistics
 from pathlib import Path
 
 from genzoo.artifacts import atomic_write_bytes
+from genzoo.report.labels import DIMENSIONS, labels, rules_markdown
 
 # (column, where the number is in metrics.json, format); the order of the table.
 COLUMNS = [
@@ -23,12 +26,16 @@ COLUMNS = [
     ("kid_inception", ("metrics", "kid_inception"), ".4f"),
     ("precision_classifier", ("metrics", "precision_classifier"), ".3f"),
     ("recall_classifier", ("metrics", "recall_classifier"), ".3f"),
+    ("precision_inception", ("metrics", "precision_inception"), ".3f"),
+    ("recall_inception", ("metrics", "recall_inception"), ".3f"),
     ("is_classifier", ("metrics", "is_classifier"), ".2f"),
+    ("is_inception", ("metrics", "is_inception"), ".2f"),
     ("class_coverage", ("metrics", "class_coverage"), ".2f"),
     ("bits_per_dim", ("metrics", "bits_per_dim"), ".3f"),
     ("memorisation_rate", ("metrics", "memorisation_rate"), ".3f"),
     ("train_images_per_second", ("timing", "train_images_per_second"), ".0f"),
     ("train_seconds", ("timing", "train_seconds"), ".1f"),
+    ("time_to_quality_seconds", ("timing", "time_to_quality_seconds"), ".1f"),
     ("sample_images_per_second", ("timing", "sample_images_per_second"), ".1f"),
     ("nfe_per_sample", ("resources", "nfe_per_sample"), ".0f"),
     ("flops_per_sample", ("resources", "flops_per_sample"), ".3g"),
@@ -76,6 +83,7 @@ def summarise(runs: list[dict]) -> list[dict]:
         mine = [r for r in runs if r["family"] == family]
         done = [r["payload"] for r in mine if r["status"] == "completed"]
         row = {"family": family, "runs_started": len(mine), "runs_completed": len(done),
+               "runs_diverged": sum(r["status"] == "diverged" for r in mine),
                "runs_not_completed": [f"{Path(r['dir']).name}: {r['status']}" for r in mine if r["status"] != "completed"]}
         for name, (section, key), _ in COLUMNS:
             values = [p[section][key] for p in done if isinstance(p.get(section, {}).get(key), (int, float)) and math.isfinite(p[section][key])]
@@ -84,6 +92,7 @@ def summarise(runs: list[dict]) -> list[dict]:
                 statistics.stdev(values) if len(values) > 1 else None,
                 len(values),
             )
+        row["labels"] = labels(row)
         rows.append(row)
     return rows
 
@@ -96,23 +105,39 @@ def _cell(value, fmt: str) -> str:
 
 
 def write_table(rows: list[dict], out: Path, protocol: str = "") -> tuple[Path, Path]:
-    """Write table.md (mean ± std across seeds) and table.csv (mean, std, n columns) into `out`."""
+    """Write table.md and table.csv into `out`.
+
+    table.md: the labels table (one row per family, the course-note dimensions), the
+    numbers table (mean ± std across seeds; runs completed, diverged and started), the
+    label rules and the runs not completed. table.csv: the same rows with mean, std and n
+    columns per number and one column per label.
+    """
     out = Path(out)
-    header = ["family", "runs completed / started", *[name for name, _, _ in COLUMNS]]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        cells = [row["family"], f"{row['runs_completed']} / {row['runs_started']}", *[_cell(row[name], fmt) for name, _, fmt in COLUMNS]]
-        lines.append("| " + " | ".join(cells) + " |")
+    label_lines = _markdown_table(["family", *DIMENSIONS], [[row["family"], *(row["labels"][d] for d in DIMENSIONS)] for row in rows])
+    header = ["family", "runs completed / diverged / started", *[name for name, _, _ in COLUMNS]]
+    number_lines = _markdown_table(header, [
+        [row["family"], f"{row['runs_completed']} / {row['runs_diverged']} / {row['runs_started']}", *[_cell(row[name], fmt) for name, _, fmt in COLUMNS]]
+        for row in rows
+    ])
     notes = [f"- {row['family']}: {entry}" for row in rows for entry in row["runs_not_completed"]]
-    text = "\n".join(([protocol, ""] if protocol else []) + lines + ([""] + ["Runs not completed:"] + notes if notes else [])) + "\n"
-    atomic_write_bytes(out / "table.md", text.encode())
+    parts = ([protocol, ""] if protocol else []) + ["## Labels", "", *label_lines, "", "## Numbers", "", *number_lines, "", "## How the labels are derived", "", rules_markdown()]
+    if notes:
+        parts += ["", "## Runs not completed", "", *notes]
+    atomic_write_bytes(out / "table.md", ("\n".join(parts) + "\n").encode())
 
-    fields = ["family", "runs_started", "runs_completed"] + [f"{name}_{part}" for name, _, _ in COLUMNS for part in ("mean", "std", "n")]
-
+    fields = ["family", "runs_started", "runs_completed", "runs_diverged"] + [f"{name}_{part}" for name, _, _ in COLUMNS for part in ("mean", "std", "n")]
+    fields += [f"label_{d.replace(' ', '_')}" for d in DIMENSIONS]
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(fields)
     for row in rows:
-        writer.writerow([row["family"], row["runs_started"], row["runs_completed"], *[v for name, _, _ in COLUMNS for v in row[name]]])
+        writer.writerow([
+            row["family"], row["runs_started"], row["runs_completed"], row["runs_diverged"],
+            *[v for name, _, _ in COLUMNS for v in row[name]], *(row["labels"][d] for d in DIMENSIONS),
+        ])
     atomic_write_bytes(out / "table.csv", buffer.getvalue().encode())
     return out / "table.md", out / "table.csv"
+
+
+def _markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]

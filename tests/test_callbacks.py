@@ -1,0 +1,92 @@
+"""The runner's callbacks on a tiny LightningModule: the quality curve, the clock, divergence."""
+
+import time
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from genzoo.callbacks import DivergenceMonitor, QualityCurve, TrainingClock, time_to_quality
+
+
+class Tiny(L.LightningModule):
+    """Linear regression whose loss turns non-finite from batch `nan_at` (1-based) on."""
+
+    def __init__(self, nan_at=None):
+        super().__init__()
+        self.net = torch.nn.Linear(2, 1)
+        self.nan_at, self.seen = nan_at, 0
+
+    def training_step(self, batch, batch_idx):
+        self.seen += 1
+        x, y = batch
+        loss = torch.nn.functional.mse_loss(self.net(x), y)
+        if self.nan_at and self.seen >= self.nan_at:
+            loss = loss * float("nan")
+        self.log("train/loss", loss)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def _fit(module, callbacks, batches=20, epochs=1):
+    torch.manual_seed(0)
+    data = DataLoader(TensorDataset(torch.randn(batches * 4, 2), torch.randn(batches * 4, 1)), batch_size=4)
+    trainer = L.Trainer(
+        accelerator="cpu", max_epochs=epochs, callbacks=callbacks, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False,
+    )
+    trainer.fit(module, data)
+    return trainer
+
+
+def test_quality_curve_scores_evenly_spaced_moments_in_eval_mode_with_the_clock_paused():
+    clock = TrainingClock()
+    modes = []
+
+    def score(module):
+        modes.append(module.training)
+        time.sleep(0.2)
+        return 100.0 - len(modes)
+
+    curve = QualityCurve(clock, points=4, score=score)
+    _fit(Tiny(), [clock, curve], batches=10, epochs=2)  # 20 batches in all
+    assert [p["batches"] for p in curve.points] == [5, 10, 15, 20]
+    assert [p["value"] for p in curve.points] == [99.0, 98.0, 97.0, 96.0]
+    assert [p["train_images"] for p in curve.points] == [20, 40, 60, 80]
+    assert modes == [False] * 4  # scored in eval mode ...
+    assert clock.train_seconds < 0.8  # ... and the 4 x 0.2 s of scoring is not training time
+
+
+def test_quality_curve_off_without_a_scorer_and_rejects_negative_points():
+    curve = QualityCurve(TrainingClock(), points=4, score=None)
+    _fit(Tiny(), [curve], batches=5)
+    assert curve.points == []
+    with pytest.raises(ValueError, match="points must be >= 0"):
+        QualityCurve(TrainingClock(), points=-1)
+
+
+def test_time_to_quality_is_the_first_point_within_ten_percent_of_the_final_value():
+    points = [{"train_seconds": t, "value": v} for t, v in [(1.0, 300.0), (2.0, 120.0), (3.0, 108.0), (4.0, 100.0)]]
+    assert time_to_quality(points) == 3.0  # 120 > 1.1 * 100; 108 is within
+    points[1]["value"] = 109.0
+    assert time_to_quality(points) == 2.0
+    assert time_to_quality(points, tolerance=0.0) == 4.0
+    assert time_to_quality([]) is None
+    assert time_to_quality([{"train_seconds": 1.0, "value": float("nan")}]) is None
+
+
+def test_divergence_monitor_stops_at_the_first_non_finite_loss():
+    monitor = DivergenceMonitor()
+    module = Tiny(nan_at=3)
+    trainer = _fit(module, [monitor], batches=20)
+    assert monitor.diverged["step"] == 3 and monitor.diverged["metric"] in ("loss", "train/loss")
+    assert monitor.diverged["value"] == "nan" and module.seen == 3 and trainer.global_step == 3
+
+
+def test_divergence_monitor_quiet_on_a_finite_run():
+    monitor = DivergenceMonitor()
+    _fit(Tiny(), [monitor], batches=6)
+    assert monitor.diverged is None

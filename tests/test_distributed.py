@@ -1,0 +1,62 @@
+"""Hardware configs beyond one process: DDP over gloo on the CPU, the submitit launchers."""
+
+import json
+import math
+
+import pytest
+
+from genzoo.config import for_family, load_config
+
+SMALL = ["budget=smoke", "budget.limit_train_batches=4", "budget.limit_val_batches=1", "budget.n_test=64", "progress_bar=false"]
+
+
+def test_ddp_cpu_trains_a_vae_with_two_processes_and_writes_one_metrics_json(cli, tmp_path):
+    proc = cli("model=vae", "hardware=ddp_cpu", *SMALL, "budget.eval_samples=200", "budget.curve_points=2", "budget.curve_samples=100")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_dir,) = (tmp_path / "outputs").glob("*/*")
+    assert len(list(tmp_path.rglob("metrics.json"))) == 1  # written once, by rank zero
+    assert proc.stdout.count("genzoo: vae on fashion_mnist: completed") == 1  # only rank zero reports
+    payload = json.loads((run_dir / "metrics.json").read_text())
+    assert payload["protocol"]["hardware"]["world_size"] == 2 and payload["protocol"]["hardware"]["strategy"] == "DDPStrategy"
+    assert payload["timing"]["train_images"] == 2 * 4 * 128  # 4 batches of 128 on each of 2 ranks
+    assert payload["protocol"]["metric_cards"]["fid_classifier"]["n_fake"] == 200  # gathered from both ranks
+    assert all(math.isfinite(payload["metrics"][k]) for k in ("bits_per_dim", "fid_classifier", "precision_classifier"))
+    assert [p["batches"] for p in payload["quality_curve"]["points"]] == [2, 4]
+    assert (run_dir / "samples.png").is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_ddp_inside_a_local_multirun_is_refused_in_one_line(cli):
+    proc = cli("-m", "model=ae,vae", "hardware=ddp_cpu", *SMALL)
+    assert proc.returncode == 2
+    assert "hardware with strategy=ddp cannot run inside a local Hydra multirun" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_submitit_local_multirun_of_two_tiny_jobs_completes(cli, tmp_path):
+    proc = cli("-m", "model=ae,vae", "hardware=submitit_local", *SMALL, "eval=none")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (sweep,) = (tmp_path / "multirun").iterdir()
+    payloads = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/metrics.json"))]
+    assert [p["model"] for p in payloads] == ["ae", "vae"] and all(p["status"] == "completed" for p in payloads)
+    assert (sweep / ".submitit").is_dir()  # the jobs went through submitit
+
+
+def test_slurm_config_wires_the_launcher_to_the_hardware_keys():
+    from hydra import compose, initialize_config_dir
+
+    from genzoo.paths import config_dir
+
+    overrides = ["hardware=slurm", "hardware.partition=gpu", "hardware.gpus_per_node=4", "hardware.nodes=2", "hardware.timeout_min=90"]
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.partition, launcher.gpus_per_node, launcher.tasks_per_node, launcher.nodes, launcher.timeout_min) == ("gpu", 4, 4, 2, 90)
+    assert (cfg.hardware.devices, cfg.hardware.num_nodes, cfg.hardware.strategy) == (4, 2, "ddp")
+
+
+def test_gpu_presets_keep_the_likelihood_families_in_float32():
+    cfg = load_config(["hardware=gpu"])
+    assert for_family(cfg.hardware, "gan")["precision"] == "bf16-mixed"
+    assert for_family(cfg.hardware, "ae")["precision"] == "bf16-mixed"
+    assert for_family(cfg.hardware, "vae")["precision"] == "32-true"
+    assert for_family(cfg.hardware, "ddpm")["precision"] == "32-true"
