@@ -23,6 +23,18 @@ def test_frechet_distance_closed_form_2d():
     assert frechet_distance(r @ mu1, r @ s1 @ r.T, r @ mu2, r @ s2 @ r.T) == pytest.approx(expected, rel=1e-7)
 
 
+@pytest.mark.parametrize("n", [1000, 40])  # 40 < D: singular covariances, as at small curve sample counts
+def test_frechet_distance_matches_scipy_sqrtm_reference(n):
+    from scipy import linalg
+
+    g = torch.Generator().manual_seed(n)
+    real, fake = torch.randn(n, 64, generator=g) @ torch.randn(64, 64, generator=g), torch.randn(n, 64, generator=g) * 1.5 + 0.2
+    (mu1, s1), (mu2, s2) = feature_statistics(real), feature_statistics(fake)
+    covmean = linalg.sqrtm(s1 @ s2).real  # the TTUR / pytorch-fid formula
+    reference = (mu1 - mu2) @ (mu1 - mu2) + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean)
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(reference, rel=1e-6)
+
+
 def test_fid_of_a_feature_set_against_itself_is_zero():
     features = torch.randn(500, 16, generator=torch.Generator().manual_seed(0)) @ torch.randn(16, 16)
     stats = feature_statistics(features)

@@ -34,26 +34,36 @@ def protocol(runs) -> str:
         return ""
 
     def values(get):
-        found = set()
-        for p in done:
-            try:
-                found.add(str(get(p)))
-            except (KeyError, TypeError):
-                continue
-        return ", ".join(sorted(found)) or "—"
+        return _values(done, get)
 
     card = lambda p: p["protocol"]["metric_cards"]["fid_classifier"]  # noqa: E731
     versions = lambda name: values(lambda p: p["protocol"]["versions"][name])  # noqa: E731
+    counts = "; ".join(
+        f"{family} {_values([p for p in done if p['model'] == family], lambda p: card(p)['n_fake'])} "
+        f"(curve {_values([p for p in done if p['model'] == family], lambda p: p['quality_curve']['card']['n_fake'])})"
+        for family in sorted({p["model"] for p in done})
+    )
     return (
         f"Data: {values(lambda p: p['data'])}; budget: {values(lambda p: p['protocol']['budget'])}; "
         f"seeds: {values(lambda p: p['protocol']['seed'])}; hardware: {values(lambda p: p['protocol']['hardware']['device'])} "
         f"({values(lambda p: p['protocol']['hardware']['precision'])}, {values(lambda p: p['protocol']['hardware'].get('world_size', 1))} process(es)); "
         f"torch {versions('torch')}, lightning {versions('lightning')}; genzoo commit {values(lambda p: p['protocol']['git_commit'])}. "
         f"Evaluation: {values(lambda p: card(p)['extractor'])} (weights sha256 {values(lambda p: card(p)['weights_sha256'][:12])}), "
-        f"resize {values(lambda p: card(p)['resize'])}, n_fake = n_real = {values(lambda p: card(p)['n_fake'])} "
-        f"({values(lambda p: card(p)['split'])}); quality curve: {values(lambda p: p['quality_curve']['card']['n_fake'])} samples per point. "
+        f"resize {values(lambda p: card(p)['resize'])}, against the first n images of the {values(lambda p: p['data'])} test split; "
+        f"n generated = n real per family: {counts}. "
         "Cells: mean ± std across seeds; each run's metrics.json holds the full card of every number."
     )
+
+
+def _values(payloads, get) -> str:
+    """The distinct values of get(payload) over payloads, sorted and comma-separated ("—" if none)."""
+    found = set()
+    for p in payloads:
+        try:
+            found.add(str(get(p)))
+        except (KeyError, TypeError):
+            continue
+    return ", ".join(sorted(found)) or "—"
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from genzoo.artifacts import atomic_write_bytes
 
@@ -129,6 +130,9 @@ def _first_row(path: Path, grid_rows: int = 8) -> np.ndarray:
 def _finish(ax, xlabel, ylabel, title, log_y=False):
     if log_y and ax.has_data():
         ax.set_yscale("log")
+        plain = FuncFormatter(lambda v, _: f"{v:g}")
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title if ax.has_data() else f"{title}: no data", fontsize=10)
