@@ -8,11 +8,11 @@ Lightning) happen on first use, so `python -m genzoo --help` stays quick.
 __version__ = "0.1.0"
 
 
-def run(cfg):
+def run(cfg, callbacks=None):
     """Train, sample and score one model; see `genzoo.runner.run`."""
     from genzoo.runner import run as _run
 
-    return _run(cfg)
+    return _run(cfg, callbacks)
 
 
 def load_config(overrides=()):

@@ -1,5 +1,7 @@
 """What a run leaves on disk: pictures and metrics.json, each written atomically."""
 
+import contextlib
+import fcntl
 import json
 import math
 import os
@@ -25,10 +27,28 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())  # the bytes are on disk before the rename makes them `path`
         _publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def file_lock(path: Path):
+    """Hold an exclusive lock on `<path>.lock` (fcntl.flock) for the block: one writer of `path` at a time.
+
+    For caches that several runs may fill at once: the second waits, then finds the first's
+    file. The lock is released when the block ends or the process dies.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def write_json(path: Path, payload: dict) -> None:

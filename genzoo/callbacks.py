@@ -30,10 +30,17 @@ class TrainingClock(L.Callback):
         self.train_seconds = 0.0
         self._excluded = 0.0
         self._fit_start = None
+        self._before = 0.0  # training seconds of the run before it was resumed
+
+    def state_dict(self) -> dict:
+        return {"images": self.images, "train_seconds": self.elapsed()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.images, self._before = state["images"], state["train_seconds"]
 
     def on_fit_start(self, trainer, module):
         _sync(module)
-        self._fit_start = time.perf_counter()
+        self._fit_start, self._excluded = time.perf_counter(), 0.0
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         self.images += len(batch[0]) * trainer.world_size
@@ -48,13 +55,14 @@ class TrainingClock(L.Callback):
 
     def on_fit_end(self, trainer, module):
         _sync(module)
-        self.train_seconds = self.elapsed()
+        self.train_seconds = self._before = self.elapsed()
+        self._fit_start = None  # the clock stops
 
     def elapsed(self) -> float:
         """Training seconds so far (0 before fit starts)."""
         if self._fit_start is None:
-            return 0.0
-        return time.perf_counter() - self._fit_start - self._excluded
+            return self._before
+        return self._before + time.perf_counter() - self._fit_start - self._excluded
 
     @contextlib.contextmanager
     def paused(self):
@@ -89,6 +97,12 @@ class QualityCurve(L.Callback):
         self.points: list[dict] = []
         self._batches = 0
         self._targets: set[int] = set()
+
+    def state_dict(self) -> dict:
+        return {"points": self.points, "batches": self._batches}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.points, self._batches = state["points"], state["batches"]
 
     def on_fit_start(self, trainer, module):
         if self.score is None or self.n_points == 0:
@@ -137,23 +151,54 @@ def time_to_quality(points: list[dict], tolerance: float = 0.10) -> float | None
     return next(p["train_seconds"] for p in points if p["value"] is not None and p["value"] <= final * (1 + tolerance))
 
 
-class DivergenceMonitor(L.Callback):
-    """Stops training at the first non-finite training loss; `diverged` then says where.
+class TrainingDiverged(Exception):
+    """Raised by DivergenceMonitor to stop fit; `details` is what metrics.json records."""
 
-    Checks the step's returned loss (automatic optimisation) and every logged `train/*`
-    value (manual optimisation logs its losses), after each training batch. On a
-    non-finite value: `diverged` = {"step": batches done, "epoch", "metric", "value"} and
-    `trainer.should_stop` is set, so fit returns and the runner records status "diverged".
+    def __init__(self, details: dict):
+        super().__init__(f"training diverged: {details}")
+        self.details = details
+
+
+class DivergenceMonitor(L.Callback):
+    """Stops training at the first non-finite loss or gradient, keeping the last good checkpoint.
+
+    After each training batch it checks the step's returned loss (automatic optimisation)
+    and every logged `train/*` value (manual optimisation logs its losses and gradient
+    norms); before each optimiser step, the gradients. A non-finite gradient skips that
+    step (gradients dropped) while fewer than `max_skipped_steps` have been skipped;
+    otherwise, and on any non-finite loss, it raises TrainingDiverged({"step": batches
+    done, "epoch", "metric", "value", "skipped_steps"}): Lightning stops without saving
+    (last.ckpt stays the last checkpoint written before), and the runner records status
+    "diverged".
     """
 
-    def __init__(self):
-        self.diverged: dict | None = None
+    def __init__(self, max_skipped_steps: int = 0):
+        if max_skipped_steps < 0:
+            raise ValueError(f"max_skipped_steps must be >= 0, got {max_skipped_steps}")
+        self.max_skipped_steps = max_skipped_steps
+        self.skipped_steps = 0
         self._batches = 0
+
+    def state_dict(self) -> dict:
+        return {"batches": self._batches, "skipped_steps": self.skipped_steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._batches, self.skipped_steps = state["batches"], state["skipped_steps"]
+
+    def on_before_optimizer_step(self, trainer, module, optimizer):
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if not grads or all(torch.isfinite(g).all() for g in grads):
+            return
+        if self.skipped_steps < self.max_skipped_steps:
+            self.skipped_steps += 1
+            for group in optimizer.param_groups:
+                for p in group["params"]:
+                    p.grad = None  # the optimiser leaves parameters without a gradient untouched
+            return
+        self._diverge(trainer, "gradient", "nan" if any(torch.isnan(g).any() for g in grads) else "inf")
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         self._batches += 1
-        if self.diverged is not None:
-            return
         candidates = {}
         if isinstance(outputs, dict) and torch.is_tensor(outputs.get("loss")):
             candidates["loss"] = outputs["loss"]
@@ -163,9 +208,11 @@ class DivergenceMonitor(L.Callback):
         for name, value in candidates.items():
             value = float(value.detach()) if torch.is_tensor(value) else float(value)
             if not math.isfinite(value):
-                self.diverged = {"step": self._batches, "epoch": trainer.current_epoch, "metric": name, "value": str(value)}
-                trainer.should_stop = True
-                return
+                self._diverge(trainer, name, str(value))
+
+    def _diverge(self, trainer, metric: str, value: str):
+        step = self._batches + (metric == "gradient")  # a gradient is checked inside the batch, before it is counted
+        raise TrainingDiverged({"step": step, "epoch": trainer.current_epoch, "metric": metric, "value": value, "skipped_steps": self.skipped_steps})
 
 
 class SampleGridLogger(L.Callback):

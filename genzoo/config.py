@@ -55,6 +55,9 @@ def one_of(*options: str) -> Rule:
 
 RULES: dict[str, Rule] = {
     "seed": Rule(lambda v: _is_int(v) and v >= 0, "a non-negative integer", "0"),
+    "resume": one_of("never", "auto"),
+    "ckpt_path": Rule(lambda v: v is None or isinstance(v, str), "a path to a .ckpt file or null", "outputs/vae-fashion_mnist/<time>/checkpoints/last.ckpt"),
+    "max_skipped_steps": Rule(lambda v: _is_int(v) and v >= 0, "a non-negative integer", "0"),
     "data.batch_size": POSITIVE_INT,
     "data.val_fraction": Rule(lambda v: _is_number(v) and 0 < v < 1, "a number in (0, 1)", "0.1"),
     "data.num_workers": Rule(lambda v: _is_int(v) and v >= 0, "a non-negative integer", "0"),

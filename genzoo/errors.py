@@ -12,6 +12,14 @@ import sys
 class GenzooError(Exception):
     """Base class of the errors caused by input (config, data, files), not by a bug."""
 
+    exit_code = 2
+
+
+class Interrupted(GenzooError):
+    """Training stopped on SIGTERM or SIGINT; a checkpoint was saved and the message says how to resume."""
+
+    exit_code = 143  # 128 + SIGTERM, as a shell reports a process ended by it
+
 
 class ConfigError(GenzooError, ValueError):
     """A config value or group option is invalid; the message names the key and the fix."""
@@ -22,11 +30,11 @@ class DatasetNotFoundError(GenzooError, FileNotFoundError):
 
 
 def exit_with_error(err: Exception):
-    """Print `err` as one line "genzoo: error: ..." on stderr and exit with status 2.
+    """Print `err` as one line "genzoo: error: ..." on stderr and exit with its exit_code (2 for input errors).
 
     With HYDRA_FULL_ERROR=1 the exception is raised instead, traceback and all.
     """
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         raise err
     print(f"genzoo: error: {err}", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(getattr(err, "exit_code", 2))

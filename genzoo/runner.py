@@ -1,6 +1,7 @@
 """One run: build from the config, train, sample, score, write the run directory."""
 
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -9,22 +10,26 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from genzoo import protocol
 from genzoo.artifacts import interleave_rows, save_grid, write_json
-from genzoo.callbacks import DivergenceMonitor, QualityCurve, SampleGridLogger, TrainingClock, time_to_quality
+from genzoo.callbacks import DivergenceMonitor, QualityCurve, SampleGridLogger, TrainingClock, TrainingDiverged, time_to_quality
 from genzoo.config import for_family, validate
 from genzoo.data.datamodule import to_unit_range
 from genzoo.distributed import generate_across_ranks
-from genzoo.errors import ConfigError
+from genzoo.errors import ConfigError, Interrupted
 from genzoo.metrics.harness import curve_scorer, evaluate
 from genzoo.metrics.resources import flops_per_sample, peak_memory, reset_peak_memory
 from genzoo.metrics.speed import timed_sampling
 from genzoo.models.base import GenerativeModel
+from genzoo.resume import (
+    AtomicCheckpointIO, Interruption, ResumeState, read_checkpoint, resume_command, resume_position, sigint_as_sigterm,
+)
 
 
-def run(cfg: DictConfig) -> dict | None:
+def run(cfg: DictConfig, callbacks: list | None = None) -> dict | None:
     """Train, sample and score one model; write its run directory and return metrics.json.
 
     Steps: validate the config, seed everything, build the data module, model and
@@ -40,12 +45,22 @@ def run(cfg: DictConfig) -> dict | None:
     the evaluation samples are drawn in shares by all ranks and gathered; rank zero alone
     scores them and writes files. Ranks other than zero return None.
 
+    `callbacks`: more Lightning callbacks for this run's trainer (hooks of your own, tests).
+
+    Resume: `resume=auto` continues from `<run dir>/checkpoints/last.ckpt` if there is one,
+    `ckpt_path=<file>` from that file (checked first: genzoo checkpoint of this family and
+    dataset, readable); weights, optimisers, EMA, loops, callbacks, RNG states and the
+    position in the epoch are restored, so the run ends as the uninterrupted one would.
+
     Returns the metrics.json payload: {"model", "data", "status" ("completed" or
     "diverged"), "divergence", "metrics", "quality_curve", "timing", "resources",
     "protocol"}; resources: params, nfe_per_sample, flops_per_sample (of the configured
     sampler, torch.utils.flop_counter), peak memory in MiB and its kind. A diverged run
-    (non-finite training loss) stops there: no test or scoring, status "diverged".
-    Raises ConfigError or DatasetNotFoundError for bad input, before training.
+    (non-finite loss or gradient) stops there, keeping the last checkpoint written before:
+    no test or scoring, status "diverged".
+    Raises ConfigError or DatasetNotFoundError for bad input, before training;
+    Interrupted after SIGTERM/SIGINT (a checkpoint saved, metrics.json status
+    "interrupted"); CheckpointWriteError when a checkpoint cannot be written.
     """
     validate(cfg)
     _check_launch(cfg)
@@ -56,10 +71,12 @@ def run(cfg: DictConfig) -> dict | None:
     model = build_model(cfg.model, data.image_shape)
     budget = for_family(cfg.budget, model.family)
     hardware = for_family(cfg.hardware, model.family)
-    data.n_test = budget["n_test"]
-    data.setup("fit")  # a missing dataset stops the run here, before the trainer starts
-    clock, monitor = TrainingClock(), DivergenceMonitor()
-    curve = QualityCurve(clock, budget["curve_points"], skip=lambda: monitor.diverged is not None)
+    data.n_test, data.order_seed = budget["n_test"], cfg.seed
+    ckpt_path = _resume_checkpoint(cfg, run_dir, model.family, data)  # a bad checkpoint stops the run here ...
+    data.setup("fit")  # ... and a missing dataset here, before the trainer starts
+    clock, monitor = TrainingClock(), DivergenceMonitor(cfg.max_skipped_steps)
+    curve = QualityCurve(clock, budget["curve_points"])
+    interruption = Interruption(run_dir / "checkpoints" / "last.ckpt")
     checkpoints = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best-epoch{epoch}-step{step}",
@@ -68,6 +85,7 @@ def run(cfg: DictConfig) -> dict | None:
         save_top_k=1 if model.checkpoint_monitor else 0,
         save_last=True,
         auto_insert_metric_name=False,
+        enable_version_counter=False,  # a resumed run overwrites last.ckpt (atomically) instead of writing last-v1.ckpt
     )
     trainer = L.Trainer(
         accelerator=hardware["accelerator"],
@@ -80,7 +98,9 @@ def run(cfg: DictConfig) -> dict | None:
         limit_train_batches=budget["limit_train_batches"],
         limit_val_batches=budget["limit_val_batches"],
         logger=_logger(cfg, run_dir),
-        callbacks=[checkpoints, clock, monitor, curve, SampleGridLogger(seed=cfg.seed)],
+        callbacks=[checkpoints, clock, monitor, curve, ResumeState(model.family, data.name), interruption, SampleGridLogger(seed=cfg.seed),
+                   *(callbacks or [])],
+        plugins=[AtomicCheckpointIO()],
         default_root_dir=str(run_dir),
         enable_progress_bar=cfg.progress_bar,
         enable_model_summary=False,
@@ -94,9 +114,16 @@ def run(cfg: DictConfig) -> dict | None:
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
 
     reset_peak_memory()
-    trainer.fit(model, datamodule=data)
+    diverged = None
+    try:
+        with sigint_as_sigterm():
+            trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
+    except TrainingDiverged as err:
+        diverged = err.details
+    except SIGTERMException:
+        _interrupted(cfg, run_dir, model, data, trainer, interruption)
     metrics, cards, sampling, eval_seconds = {}, {}, {}, 0.0
-    if monitor.diverged is None:
+    if diverged is None:
         metrics = {k: float(v) for k, v in trainer.test(model, datamodule=data, verbose=False)[0].items()}
         n_eval = min(budget["eval_samples"], len(data.test_images))
         eval_start = time.perf_counter()
@@ -119,13 +146,14 @@ def run(cfg: DictConfig) -> dict | None:
     payload = {
         "model": model.family,
         "data": data.name,
-        "status": "completed" if monitor.diverged is None else "diverged",
-        "divergence": monitor.diverged,
+        "status": "completed" if diverged is None else "diverged",
+        "divergence": diverged,
+        "skipped_steps": monitor.skipped_steps,  # optimiser steps skipped for non-finite gradients
         "metrics": metrics,
         "quality_curve": {"card": scorer[1] if scorer else None, "points": curve.points},
         "timing": {
-            "train_seconds": clock.train_seconds,
-            "train_images_per_second": clock.images_per_second,
+            "train_seconds": clock.elapsed(),  # stopped at fit end (or at divergence, which skips fit end)
+            "train_images_per_second": clock.images / clock.elapsed() if clock.elapsed() > 0 else None,
             "train_images": clock.images,
             "time_to_quality_seconds": time_to_quality(curve.points),
             "epochs": trainer.current_epoch,
@@ -180,8 +208,42 @@ def _output_dir(cfg: DictConfig) -> Path:
         if not HydraConfig.initialized():
             raise ConfigError("output_dir is not set: pass output_dir=<dir> when calling genzoo.run outside the CLI")
         path = Path(HydraConfig.get().runtime.output_dir)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()  # can we write here? (before any training)
+    except OSError as err:
+        raise ConfigError(f"output directory {path} is not writable ({err.strerror}): pass output_dir=<a writable directory>") from err
     return path
+
+
+def _resume_checkpoint(cfg: DictConfig, run_dir: Path, family: str, data) -> str | None:
+    """The checkpoint to resume from (checked, with the data order set to its position), or None."""
+    path = cfg.get("ckpt_path")
+    requeued = sorted(run_dir.glob("hpc_ckpt_*.ckpt"), key=lambda p: p.stat().st_mtime)  # Lightning's SLURM requeue saves
+    if path is None and requeued and "SLURM_JOB_ID" in os.environ:
+        path = requeued[-1]
+        print(f"genzoo: requeued SLURM job: resuming from {path}")
+    if path is None and cfg.get("resume") == "auto":
+        last = run_dir / "checkpoints" / "last.ckpt"
+        path = last if last.is_file() else None
+        print(f"genzoo: resume=auto: {'resuming from ' + str(last) if path else 'no checkpoint in ' + str(last.parent) + ', starting afresh'}")
+    if path is None:
+        return None
+    entry = read_checkpoint(Path(path), family, data.name)
+    data.resume_at(*resume_position(entry))
+    return str(path)
+
+
+def _interrupted(cfg: DictConfig, run_dir: Path, model, data, trainer, interruption) -> None:
+    """After SIGTERM/SIGINT: record status "interrupted" (rank zero) and raise Interrupted with the resume command."""
+    where = {"step": interruption.step, "epoch": interruption.epoch, "checkpoint": str(interruption.path) if interruption.saved else None}
+    if trainer.is_global_zero:
+        write_json(run_dir / "metrics.json", {"model": model.family, "data": data.name, "status": "interrupted", "interruption": where})
+    raise Interrupted(
+        f"interrupted at training batch {where['step']} (epoch {where['epoch']}); "
+        + (f"checkpoint {where['checkpoint']} saved" if interruption.saved else "during validation, nothing new saved")
+        + f"; resume with: {resume_command(cfg, run_dir)}"
+    )
 
 
 def _strategy(hardware: dict):

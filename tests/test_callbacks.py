@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from genzoo.callbacks import DivergenceMonitor, QualityCurve, TrainingClock, time_to_quality
+from genzoo.callbacks import DivergenceMonitor, QualityCurve, TrainingClock, TrainingDiverged, time_to_quality
 
 
 class Tiny(L.LightningModule):
@@ -79,14 +79,28 @@ def test_time_to_quality_is_the_first_point_within_ten_percent_of_the_final_valu
 
 
 def test_divergence_monitor_stops_at_the_first_non_finite_loss():
-    monitor = DivergenceMonitor()
     module = Tiny(nan_at=3)
-    trainer = _fit(module, [monitor], batches=20)
-    assert monitor.diverged["step"] == 3 and monitor.diverged["metric"] in ("loss", "train/loss")
-    assert monitor.diverged["value"] == "nan" and module.seen == 3 and trainer.global_step == 3
+    with pytest.raises(TrainingDiverged) as stop:
+        _fit(module, [DivergenceMonitor()], batches=20)
+    details = stop.value.details
+    assert details["step"] == 3 and details["metric"] in ("loss", "train/loss", "gradient") and details["value"] == "nan"
+    assert module.seen == 3
 
 
-def test_divergence_monitor_quiet_on_a_finite_run():
+def test_divergence_monitor_quiet_on_a_finite_run_and_rejects_a_negative_limit():
     monitor = DivergenceMonitor()
     _fit(Tiny(), [monitor], batches=6)
-    assert monitor.diverged is None
+    assert monitor.skipped_steps == 0 and monitor.state_dict() == {"batches": 6, "skipped_steps": 0}
+    with pytest.raises(ValueError, match="max_skipped_steps must be >= 0"):
+        DivergenceMonitor(-1)
+
+
+def test_training_clock_and_curve_state_survive_a_checkpoint():
+    clock = TrainingClock()
+    _fit(Tiny(), [clock], batches=5)
+    restored = TrainingClock()
+    restored.load_state_dict(clock.state_dict())
+    assert restored.images == 20 and restored.elapsed() == pytest.approx(clock.train_seconds)
+    curve = QualityCurve(TrainingClock(), points=2)
+    curve.load_state_dict({"points": [{"batches": 3, "value": 1.0}], "batches": 3})
+    assert curve.points[0]["batches"] == 3 and curve.state_dict()["batches"] == 3

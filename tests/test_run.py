@@ -17,7 +17,7 @@ TINY = [
 
 def _check_run_dir(out, family):
     payload = json.loads((out / "metrics.json").read_text())
-    assert set(payload) == {"model", "data", "status", "divergence", "metrics", "quality_curve", "timing", "resources", "protocol"}
+    assert set(payload) == {"model", "data", "status", "divergence", "skipped_steps", "metrics", "quality_curve", "timing", "resources", "protocol"}
     assert payload["divergence"] is None and payload["quality_curve"]["points"] == []  # eval=none: no curve
     res = payload["resources"]
     assert res["nfe_per_sample"] == 1 and res["flops_per_sample"] > 0 and res["peak_memory_mib"] > 100 and res["params"] > 0
@@ -122,21 +122,21 @@ def test_compare_sweep_runs_every_family_and_reports(cli, tmp_path):
     from genzoo.report.__main__ import main
 
     main([str(sweep), "--out", str(tmp_path / "report")])
-    assert "| ddpm | 1 / 1 |" in (tmp_path / "report" / "table.md").read_text()
+    assert "| ddpm | 1 / 0 / 1 |" in (tmp_path / "report" / "table.md").read_text()
 
 
 def test_a_non_finite_loss_is_recorded_as_a_diverged_run(data_root, tmp_path, monkeypatch):
-    from genzoo.models.autoencoder import AutoEncoder
+    from genzoo.models.autoencoder import Autoencoder
 
-    finite_step = AutoEncoder.training_step
+    finite_step = Autoencoder.training_step
 
     def step_turning_nan(self, batch, batch_idx):
         loss = finite_step(self, batch, batch_idx)
         return loss * float("nan") if batch_idx >= 2 else loss
 
-    monkeypatch.setattr(AutoEncoder, "training_step", step_turning_nan)
+    monkeypatch.setattr(Autoencoder, "training_step", step_turning_nan)
     cfg = load_config(["model=ae", f"data.root={data_root}", f"output_dir={tmp_path}", *TINY])
     payload = run(cfg)
     assert payload["status"] == "diverged" and payload["divergence"]["step"] == 3 and payload["divergence"]["value"] == "nan"
-    assert payload["metrics"] == {} and payload["timing"]["train_images"] == 3 * 128  # stopped at the third batch, not scored
+    assert payload["metrics"] == {} and payload["timing"]["train_images"] == 2 * 128  # the third batch never stepped; not scored
     assert payload == json.loads((tmp_path / "metrics.json").read_text())

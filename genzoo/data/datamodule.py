@@ -6,6 +6,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from genzoo.data.sampler import EpochSampler
 from genzoo.data.sources import dataset_spec, load_split
 from genzoo.paths import default_data_root
 
@@ -85,6 +86,12 @@ class ImageDataModule(L.LightningDataModule):
         self.n_test = n_test
         self.train_set = self.val_set = self.test_set = self.test_images = None
         self._prepared = False
+        self.order_seed = 0  # seeds the training order (the runner sets the run's seed)
+        self._start = (0, 0)  # (epoch, batches already trained in it) where the training order starts
+
+    def resume_at(self, epoch: int, batches: int) -> None:
+        """Start the training order at `epoch` with its first `batches` batches already trained (resume)."""
+        self._start = (epoch, batches)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -118,10 +125,17 @@ class ImageDataModule(L.LightningDataModule):
         self.test_images = images  # the whole test split (uint8), for the evaluation harness
 
     def _loader(self, dataset, shuffle: bool) -> DataLoader:
+        sampler = None
+        if shuffle:  # a seeded order per epoch that a resumed run re-enters (see genzoo/data/sampler.py)
+            epoch, batches = self._start
+            sampler = EpochSampler(len(dataset), self.order_seed, epoch, skip=batches * self.batch_size)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
+            # its own generator: making an iterator draws a worker base seed, which from the global RNG
+            # would shift every later draw of a resumed run (which makes its iterators at other moments)
+            generator=torch.Generator().manual_seed(self.order_seed),
             drop_last=shuffle,  # equal-sized training batches; every val/test image is scored
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

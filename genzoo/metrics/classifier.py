@@ -17,7 +17,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from genzoo.artifacts import atomic_write_bytes
+from genzoo.artifacts import atomic_write_bytes, file_lock
 from genzoo.nets.classifier import DomainClassifier
 
 RECIPE_VERSION = 1  # bump when the training code changes what the weights become
@@ -93,10 +93,15 @@ def load_or_train_classifier(data, cache_dir: Path, recipe: ClassifierRecipe | N
     takes RECIPES[data.name].
     """
     recipe = recipe or RECIPES.get(data.name, ClassifierRecipe())
+    path = classifier_path(cache_dir, data.name, recipe)
+    with file_lock(path):  # runs starting at once: one trains, the others wait and load its file
+        return _load_or_train(path, data, recipe, progress)
+
+
+def _load_or_train(path: Path, data, recipe: ClassifierRecipe, progress: bool):
     from genzoo.data.datamodule import UInt8Images, to_unit_range
     from genzoo.data.sources import load_split
 
-    path = classifier_path(cache_dir, data.name, recipe)
     if path.is_file():
         saved = torch.load(path, map_location="cpu", weights_only=True)
         net = DomainClassifier(data.image_shape, data.num_classes, recipe.width, recipe.feature_dim)

@@ -75,6 +75,12 @@ class Autoencoder(GenerativeModel):
         self.latent_mean.copy_(mean.float())
         self.latent_cov.copy_(cov.float())
 
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["latent_sums"] = self._sums  # mid-epoch: the running sums of this epoch's latents (exact resume)
+
+    def on_load_checkpoint(self, checkpoint):
+        self._sums = checkpoint.get("latent_sums")
+
     def _accumulate(self, z: torch.Tensor):
         z = z.double()
         stats = (len(z), z.sum(0), z.T @ z)
