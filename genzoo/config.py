@@ -65,7 +65,11 @@ RULES: dict[str, Rule] = {
     "model.hidden_dim": POSITIVE_INT,
     "model.iwae_k": POSITIVE_INT,
     "model.beta": non_negative("1.0"),
-    "model.likelihood": one_of("gaussian", "bernoulli"),
+    "model.likelihood": one_of("gaussian", "bernoulli", "softmax", "logistic_mixture"),  # VAE: the first two; PixelCNN: the last two
+    "model.mixtures": POSITIVE_INT,
+    "model.features": POSITIVE_INT,
+    "model.layers": POSITIVE_INT,
+    "model.kernel": Rule(lambda v: _is_int(v) and v >= 3 and v % 2 == 1, "an odd integer >= 3", "5"),
     "model.net": one_of("conv", "mlp"),
     "model.channels": Rule(
         lambda v: isinstance(v, list) and len(v) > 0 and all(_is_int(c) and c > 0 for c in v), "a non-empty list of positive integers", "[32,64]"
@@ -90,6 +94,7 @@ RULES: dict[str, Rule] = {
     "budget.max_epochs": Rule(lambda v: _is_int(v) and (v > 0 or v == -1), "a positive integer or -1", "10"),
     "budget.max_steps": Rule(lambda v: _is_int(v) and (v > 0 or v == -1), "a positive integer or -1 (no limit)", "-1"),
     "budget.eval_samples": POSITIVE_INT,
+    "budget.grid_samples": POSITIVE_INT,
     "budget.curve_points": Rule(lambda v: _is_int(v) and v >= 0, "a non-negative integer (0: no quality curve)", "4"),
     "budget.curve_samples": Rule(lambda v: _is_int(v) and v > 1, "an integer > 1", "256"),
     "hardware.strategy": one_of("auto", "ddp"),

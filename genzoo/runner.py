@@ -130,7 +130,7 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict | None:
         fake = generate_across_ranks(model.sample, n_eval, cfg.eval.batch_size, cfg.seed + 1, trainer.strategy) if cfg.eval.extractors else None
         if not rank_zero:
             return None
-        sampling = _write_pictures(model, data, run_dir, cfg.seed)
+        sampling = _write_pictures(model, data, run_dir, cfg.seed, budget["grid_samples"])
         quality, cards = evaluate(model.sample, data, cfg.eval, n_eval, cfg.seed, run_dir, device=model.device, fake=fake)
         metrics.update(quality)
         eval_seconds = time.perf_counter() - eval_start
@@ -275,24 +275,21 @@ def _logger(cfg: DictConfig, run_dir: Path):
     return instantiate(cfg.logger, save_dir=str(run_dir))
 
 
-SAMPLE_BATCH = 64  # the samples.png grid, drawn as one batch and timed
-
-
 @torch.no_grad()
-def _write_pictures(model: GenerativeModel, data, run_dir: Path, seed: int) -> dict:
-    """samples.png: an 8x8 grid from the model's sampler (seeded); reconstructions.png for AE/VAE.
+def _write_pictures(model: GenerativeModel, data, run_dir: Path, seed: int, n: int = 64) -> dict:
+    """samples.png: a grid of n samples, 8 per row, from the model's sampler (seeded); reconstructions.png for AE/VAE.
 
-    Returns the sampling timing for metrics.json: images/s drawing the grid's 64 images in
+    Returns the sampling timing for metrics.json: images/s drawing the grid's n images in
     one batch with the configured sampler (which it names).
     """
     model.eval()
-    images, seconds = timed_sampling(lambda: model.sample(SAMPLE_BATCH, generator=torch.Generator().manual_seed(seed)))
+    images, seconds = timed_sampling(lambda: model.sample(n, generator=torch.Generator().manual_seed(seed)))
     save_grid(images, run_dir / "samples.png")
     if hasattr(model, "reconstruct"):
         x = to_unit_range(data.test_images[:32]).to(model.device)  # the whole split: n_test may be < 32
         save_grid(interleave_rows(x, model.reconstruct(x)), run_dir / "reconstructions.png")
     return {
-        "sample_images_per_second": SAMPLE_BATCH / seconds,
-        "sample_batch_size": SAMPLE_BATCH,
+        "sample_images_per_second": n / seconds,
+        "sample_batch_size": n,
         "sampler": model.protocol()["sampler"],
     }

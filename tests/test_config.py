@@ -15,7 +15,7 @@ def test_defaults_compose():
 
 def test_every_group_option_composes_and_validates():
     options = {g: group_options(g) for g in GROUPS}
-    assert options["model"] == ["ae", "ddpm", "gan", "vae"] and options["data"] == ["cifar10", "fashion_mnist", "mnist"]
+    assert options["model"] == ["ae", "ddpm", "gan", "pixelcnn", "vae"] and options["data"] == ["cifar10", "fashion_mnist", "mnist"]
     assert set(options["hardware"]) >= {"auto", "cpu", "gpu"} and set(options["logger"]) >= {"csv", "none", "wandb"}
     assert options["budget"] == ["fast", "full", "smoke"]
     for model, data, budget in itertools.product(options["model"], options["data"], options["budget"]):
@@ -26,7 +26,7 @@ def test_every_group_option_composes_and_validates():
 
 
 @pytest.mark.parametrize("override,key", [
-    ("model=pixelcnn", "unknown model option 'pixelcnn': choose one of ae, ddpm, gan, vae"),
+    ("model=pixelcnnn", "unknown model option 'pixelcnnn': choose one of ae, ddpm, gan, pixelcnn, vae"),
     ("data=svhn", "unknown data option 'svhn': choose one of cifar10, fashion_mnist, mnist"),
     ("hardware=tpu", "unknown hardware option 'tpu'"),
     ("budget=ae,huge", "unknown budget option 'ae'"),

@@ -77,7 +77,7 @@ def _fid_vs_sampling_time(by_family) -> Figure:
                     marker="o", capsize=3, label=family)
         ax.annotate(family, (t.mean(), fid.mean()), textcoords="offset points", xytext=(6, 6))
     ax.set_xscale("log")
-    _finish(ax, "seconds per sample (batch 64, log scale)", "final FID (classifier)", "Quality against sampling cost, mean ± std over seeds")
+    _finish(ax, "seconds per sample (one batch of budget.grid_samples, log scale)", "final FID (classifier)", "Quality against sampling cost, mean ± std over seeds")
     return fig
 
 
@@ -117,12 +117,12 @@ def _montage(by_family) -> Figure:
     return fig
 
 
-def _first_row(path: Path, grid_rows: int = 8) -> np.ndarray:
-    """The top row of a samples.png grid (8 x 8 images, 2-pixel padding, as genzoo writes it)."""
+def _first_row(path: Path, per_row: int = 8) -> np.ndarray:
+    """The top row of a samples.png grid (8 square images per row, 2-pixel padding, as genzoo writes it)."""
     from PIL import Image
 
     image = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
-    cell = (image.shape[0] - 2) // grid_rows
+    cell = (image.shape[1] - 2) // per_row
     strip = image[: cell + 2]
     return strip[..., 0] if np.allclose(strip[..., 0], strip[..., 1]) and np.allclose(strip[..., 0], strip[..., 2]) else strip
 
