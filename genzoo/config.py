@@ -67,6 +67,9 @@ RULES: dict[str, Rule] = {
     "model.beta": non_negative("1.0"),
     "model.likelihood": one_of("gaussian", "bernoulli", "softmax", "logistic_mixture"),  # VAE: the first two; PixelCNN: the last two
     "model.mixtures": POSITIVE_INT,
+    "model.conditional": Rule(lambda v: isinstance(v, bool), "true or false", "true"),
+    "model.p_uncond": Rule(lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)", "0.1"),
+    "model.guidance_scale": non_negative("2.0"),
     "model.features": POSITIVE_INT,
     "model.layers": POSITIVE_INT,
     "model.kernel": Rule(lambda v: _is_int(v) and v >= 3 and v % 2 == 1, "an odd integer >= 3", "5"),
@@ -95,6 +98,8 @@ RULES: dict[str, Rule] = {
     "budget.max_steps": Rule(lambda v: _is_int(v) and (v > 0 or v == -1), "a positive integer or -1 (no limit)", "-1"),
     "budget.eval_samples": POSITIVE_INT,
     "budget.grid_samples": POSITIVE_INT,
+    "budget.guidance_samples": Rule(lambda v: _is_int(v) and v >= 0, "a non-negative integer (0: no guidance sweep)", "500"),
+    "eval.guidance_scales": Rule(lambda v: isinstance(v, list) and all(_is_number(w) and w >= 0 for w in v), "a list of numbers >= 0", "[0,1,2]"),
     "budget.curve_points": Rule(lambda v: _is_int(v) and v >= 0, "a non-negative integer (0: no quality curve)", "4"),
     "budget.curve_samples": Rule(lambda v: _is_int(v) and v > 1, "an integer > 1", "256"),
     "hardware.strategy": one_of("auto", "ddp"),

@@ -57,7 +57,7 @@ def evaluate_run(target, overrides=()) -> dict:
 
     data = instantiate(cfg.data)
     data.setup()
-    model = build_model(cfg.model, data.image_shape)
+    model = build_model(cfg.model, data.image_shape, data.num_classes)
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     model.load_state_dict(state["state_dict"])
     use_gpu = cfg.hardware.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available()

@@ -20,10 +20,12 @@ from genzoo.config import for_family, validate
 from genzoo.data.datamodule import to_unit_range
 from genzoo.distributed import generate_across_ranks
 from genzoo.errors import ConfigError, Interrupted
-from genzoo.metrics.harness import curve_scorer, evaluate
+from genzoo.metrics.control import control_metrics
+from genzoo.metrics.harness import build_extractor, curve_scorer, evaluate
 from genzoo.metrics.resources import flops_per_sample, peak_memory, reset_peak_memory
 from genzoo.metrics.speed import timed_sampling
 from genzoo.models.base import GenerativeModel
+from genzoo.paths import default_cache_dir
 from genzoo.resume import (
     AtomicCheckpointIO, Interruption, ResumeState, read_checkpoint, resume_command, resume_position, sigint_as_sigterm,
 )
@@ -68,7 +70,7 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict | None:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     data = instantiate(cfg.data)
-    model = build_model(cfg.model, data.image_shape)
+    model = build_model(cfg.model, data.image_shape, data.num_classes)
     budget = for_family(cfg.budget, model.family)
     hardware = for_family(cfg.hardware, model.family)
     data.n_test, data.order_seed = budget["n_test"], cfg.seed
@@ -133,6 +135,10 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict | None:
         sampling = _write_pictures(model, data, run_dir, cfg.seed, budget["grid_samples"])
         quality, cards = evaluate(model.sample, data, cfg.eval, n_eval, cfg.seed, run_dir, device=model.device, fake=fake)
         metrics.update(quality)
+        if getattr(model, "conditional", False) and "classifier" in (cfg.eval.extractors or []):
+            control, control_cards = _control(model, data, cfg, budget, n_eval, run_dir)
+            metrics.update(control)
+            cards.update(control_cards)
         eval_seconds = time.perf_counter() - eval_start
     if not rank_zero:
         return None
@@ -184,14 +190,17 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict | None:
     return payload
 
 
-def build_model(model_cfg: DictConfig, image_shape) -> GenerativeModel:
+def build_model(model_cfg: DictConfig, image_shape, num_classes: int | None = None) -> GenerativeModel:
     """Instantiate the family from `model_cfg` for images of `image_shape` (C, H, W).
+
+    A conditional model (`model.conditional=true`) also gets the data's `num_classes`.
 
     Raises ConfigError (one line, naming the model key) when the constructor rejects a
     value, e.g. an image shape the net cannot take.
     """
     try:
-        return instantiate(model_cfg, image_shape=tuple(image_shape), _convert_="all")
+        extra = {"num_classes": num_classes} if model_cfg.get("conditional") else {}
+        return instantiate(model_cfg, image_shape=tuple(image_shape), _convert_="all", **extra)
     except InstantiationException as err:
         cause = err.__cause__
         if isinstance(cause, (ValueError, TypeError)):
@@ -214,6 +223,15 @@ def _output_dir(cfg: DictConfig) -> Path:
     except OSError as err:
         raise ConfigError(f"output directory {path} is not writable ({err.strerror}): pass output_dir=<a writable directory>") from err
     return path
+
+
+def _control(model, data, cfg: DictConfig, budget: dict, n: int, run_dir: Path) -> tuple[dict, dict]:
+    """Class accuracy, per-class FID and (with guidance) the guidance sweep of a conditional model."""
+    cache_dir = Path(cfg.eval.cache_dir) if cfg.eval.get("cache_dir") else default_cache_dir()
+    extractor = build_extractor("classifier", data, cache_dir, model.device)
+    scales = list(cfg.eval.get("guidance_scales") or []) if hasattr(model, "guidance_scale") else []
+    metrics, card = control_metrics(model, data, extractor, n, cfg.seed, cfg.eval.batch_size, scales, budget["guidance_samples"], run_dir, cache_dir)
+    return metrics, {name: {"metric": text} for name, text in card.items()}
 
 
 def _resume_checkpoint(cfg: DictConfig, run_dir: Path, family: str, data) -> str | None:

@@ -48,8 +48,8 @@ def sweep(tmp_path):
     _run(root, "3_gan", "gan", status="diverged", fid=900.0, seed=1)
     _run(root, "4_gan", "gan", status=None, seed=2)
     _run(root, "5_ae", "ae", fid=None, seed=0)  # a missing metric
-    _run(root, "6_ddpm", "ddpm", fid=300.0, seed=0, extra={"memorisation_rate": 0.2, "recall_classifier": 0.9})
-    _run(root, "7_ddpm", "ddpm", fid=500.0, seed=1, extra={"memorisation_rate": 0.2, "recall_classifier": 0.9})
+    _run(root, "6_ddpm", "ddpm", fid=300.0, seed=0, extra={"memorisation_rate": 0.2, "recall_classifier": 0.9, "control_accuracy": 0.93})
+    _run(root, "7_ddpm", "ddpm", fid=500.0, seed=1, extra={"memorisation_rate": 0.2, "recall_classifier": 0.9, "control_accuracy": 0.89})
     return root
 
 
@@ -95,6 +95,7 @@ def test_labels_follow_the_documented_thresholds(sweep):
     assert ae["training stability"] == "—" and ae["quality"] == "—"
     # novelty: VAE recall 0.3, nothing memorised -> Moderate; DDPM memorises 20% -> Low despite recall 0.9
     assert (vae["novelty"], ddpm["novelty"]) == ("Moderate", "Low") and vae["control"] == "—"
+    assert ddpm["control"] == "High" and rows["ddpm"]["control_accuracy"][0] == pytest.approx(0.91)  # mean of 0.93 and 0.89
     assert stability_label(100.0, 9.0, 0) == "High" and stability_label(100.0, 30.0, 0) == "Low"
     assert novelty_label(0.0, 0.6) == "High" and novelty_label(0.0, 0.1) == "Low"
 

@@ -84,7 +84,7 @@ class ImageDataModule(L.LightningDataModule):
         self.split_seed = split_seed
         self.num_workers = num_workers
         self.n_test = n_test
-        self.train_set = self.val_set = self.test_set = self.test_images = None
+        self.train_set = self.val_set = self.test_set = self.test_images = self.test_labels = None
         self._prepared = False
         self.order_seed = 0  # seeds the training order (the runner sets the run's seed)
         self._start = (0, 0)  # (epoch, batches already trained in it) where the training order starts
@@ -122,7 +122,7 @@ class ImageDataModule(L.LightningDataModule):
         images, labels = load_split(self.name, self.root, train=False, download=self.download)
         n = len(labels) if self.n_test is None else min(self.n_test, len(labels))
         self.test_set = UInt8Images(images[:n], labels[:n])
-        self.test_images = images  # the whole test split (uint8), for the evaluation harness
+        self.test_images, self.test_labels = images, labels  # the whole test split (uint8, int64), for the evaluation harness
 
     def _loader(self, dataset, shuffle: bool) -> DataLoader:
         sampler = None

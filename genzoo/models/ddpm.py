@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from genzoo.diffusion import ancestral_sample, ddim_sample, extract, make_schedule, posterior_mean, predict_x0_eps, q_sample
+from genzoo.diffusion.guidance import Guided
 from genzoo.diffusion.samplers import PREDICTIONS
 from genzoo.distributions import discretized_gaussian_log_likelihood, normal_kl
 from genzoo.metrics.likelihood import bits_per_dim
@@ -34,6 +35,10 @@ class DDPM(GenerativeModel):
         base_channels, channel_mults, num_res_blocks, attention_levels, dropout: the U-Net.
         ema_decay: decay of the weight average used to sample and score, in [0, 1).
         sampler, sample_steps, eta: how `sample` draws by default.
+        conditional: class-conditional with classifier-free guidance (Ho & Salimans 2022): the
+            label is fed to the U-Net and dropped with probability `p_uncond` in training;
+            `sample` steers with `guidance_scale` w (0: the plain conditional model).
+        num_classes: classes of the data (the runner passes it when conditional).
     Raises:
         ValueError: a bad schedule, prediction, sampler, step count, decay or image shape.
     """
@@ -56,6 +61,10 @@ class DDPM(GenerativeModel):
         sampler: str = "ddim",
         sample_steps: int = 50,
         eta: float = 0.0,
+        conditional: bool = False,
+        num_classes: int = 0,
+        p_uncond: float = 0.1,
+        guidance_scale: float = 2.0,
     ):
         super().__init__(image_shape, optimizer)
         if prediction not in PREDICTIONS:
@@ -64,18 +73,31 @@ class DDPM(GenerativeModel):
             raise ValueError(f"unknown sampler '{sampler}': choose one of {', '.join(SAMPLERS)}")
         if sampler == "ddim" and not 1 <= sample_steps <= num_steps:
             raise ValueError(f"sample_steps must be in [1, num_steps={num_steps}], got {sample_steps}")
+        if conditional and num_classes < 2:
+            raise ValueError(f"a conditional DDPM needs num_classes >= 2, got {num_classes}")
+        if not 0 <= p_uncond < 1 or guidance_scale < 0:
+            raise ValueError(f"p_uncond must be in [0, 1) and guidance_scale >= 0, got {p_uncond} and {guidance_scale}")
         self.save_hyperparameters(ignore=["optimizer"], logger=False)  # the optimiser is in config.yaml
         self.schedule = make_schedule(schedule, num_steps)
         self.prediction, self.sampler, self.sample_steps, self.eta = prediction, sampler, sample_steps, eta
-        self.net = UNet(image_shape, base_channels, tuple(channel_mults), num_res_blocks, tuple(attention_levels), dropout)
+        self.conditional, self.num_classes = conditional, num_classes if conditional else 0
+        self.p_uncond, self.guidance_scale = p_uncond, guidance_scale
+        self.net = UNet(image_shape, base_channels, tuple(channel_mults), num_res_blocks, tuple(attention_levels), dropout, self.num_classes)
         self.ema = ema_copy(self.net, ema_decay)
 
     def trainable_parameters(self):
         return self.net.parameters()
 
-    def loss(self, x0: torch.Tensor, net=None) -> torch.Tensor:
-        """L_simple on a batch x0 (B, C, H, W) in [-1, 1]: MSE to eps or v at uniform t."""
+    def loss(self, x0: torch.Tensor, net=None, labels: torch.Tensor | None = None, drop: bool = False) -> torch.Tensor:
+        """L_simple on a batch x0 (B, C, H, W) in [-1, 1]: MSE to eps or v at uniform t.
+
+        labels (B,): the classes, for a conditional model; with `drop`, each is replaced by the
+        "no label" token with probability p_uncond (classifier-free guidance training).
+        """
         net = self.net if net is None else net
+        if self.conditional and drop:
+            dropped = torch.rand(len(labels), device=labels.device) < self.p_uncond
+            labels = torch.where(dropped, torch.full_like(labels, self.num_classes), labels)
         t = torch.randint(0, self.schedule.num_steps, (len(x0),), device=x0.device)
         eps = torch.randn_like(x0)
         x_t = q_sample(self.schedule, x0, t, eps)
@@ -84,10 +106,14 @@ class DDPM(GenerativeModel):
         else:  # v = sqrt(a) eps - sqrt(1 - a) x0 (Salimans & Ho 2022)
             sched = self.schedule
             target = extract(sched.sqrt_alphas_cumprod, t, x0.ndim) * eps - extract(sched.sqrt_one_minus_alphas_cumprod, t, x0.ndim) * x0
-        return F.mse_loss(net(x_t, t), target)
+        return F.mse_loss(self._eps_net(net, labels)(x_t, t), target)
+
+    def _eps_net(self, net, labels):
+        """net as the samplers call it, net(x_t, t), with the labels bound for a conditional model."""
+        return (lambda x, t: net(x, t, labels)) if self.conditional else net
 
     def training_step(self, batch, batch_idx):
-        loss = self.loss(batch[0])
+        loss = self.loss(batch[0], labels=batch[1], drop=True)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch[0]))
         return loss
 
@@ -95,16 +121,17 @@ class DDPM(GenerativeModel):
         update_ema(self.ema, self.net)
 
     def validation_step(self, batch, batch_idx):
-        self.log("val/loss", self.loss(batch[0], net=self.ema.module), prog_bar=True, batch_size=len(batch[0]), sync_dist=True)
+        self.log("val/loss", self.loss(batch[0], net=self.ema.module, labels=batch[1]), prog_bar=True, batch_size=len(batch[0]), sync_dist=True)
 
     @torch.no_grad()
-    def vlb_terms(self, x0: torch.Tensor) -> torch.Tensor:
+    def vlb_terms(self, x0: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """The T + 1 terms of the variational bound per image, in nats: (B, T + 1).
 
         Column 0 is L_0 (decoder NLL), column t is L_t for t = 1..T-1, the last is L_T.
-        Uses the EMA net and one draw of x_t per term.
+        Uses the EMA net and one draw of x_t per term; a conditional model bounds
+        -log p(x | y) with the true labels and no guidance.
         """
-        s, net, n = self.schedule, self.ema.module, len(x0)
+        s, net, n = self.schedule, self._eps_net(self.ema.module, labels), len(x0)
         terms = []
         for step in range(s.num_steps):
             t = torch.full((n,), step, device=x0.device, dtype=torch.long)
@@ -127,18 +154,30 @@ class DDPM(GenerativeModel):
 
     def test_step(self, batch, batch_idx):
         x0 = batch[0]
-        nll = self.vlb_terms(x0).sum(1)
+        nll = self.vlb_terms(x0, batch[1]).sum(1)
         self.log_dict({"elbo_nats": -nll.mean(), "bits_per_dim": bits_per_dim(nll.mean(), self.num_dims)}, batch_size=len(x0), sync_dist=True)
 
     @torch.no_grad()
-    def sample(self, n: int, generator=None, sampler: str | None = None, steps: int | None = None) -> torch.Tensor:
+    def sample(self, n: int, generator=None, sampler: str | None = None, steps: int | None = None,
+               labels: torch.Tensor | None = None, guidance_scale: float | None = None) -> torch.Tensor:
         """n images (n, C, H, W) in [-1, 1] from the EMA net.
 
         sampler: "ddim" (default, `steps` net evaluations, eta from the config) or
-        "ancestral" (all T steps); None takes the config's choice.
+        "ancestral" (all T steps); None takes the config's choice. A conditional model draws
+        image i of class labels[i] (default: i mod num_classes, balanced) with classifier-free
+        guidance scale `guidance_scale` (default: the config's; 0 = no guidance).
+        Raises ValueError for labels on an unconditional model, or of the wrong shape or range.
         """
         sampler = sampler or self.sampler
         net, shape = self.ema.module.eval(), (n, *self.image_shape)
+        if self.conditional:
+            labels = torch.arange(n) % self.num_classes if labels is None else torch.as_tensor(labels)
+            if labels.shape != (n,) or labels.min() < 0 or labels.max() >= self.num_classes:
+                raise ValueError(f"labels must be (n,) = ({n},) classes in 0..{self.num_classes - 1}, got shape {tuple(labels.shape)}")
+            w = self.guidance_scale if guidance_scale is None else guidance_scale
+            net = Guided(net, labels.long().to(self.device), w)
+        elif labels is not None or guidance_scale is not None:
+            raise ValueError("labels and guidance_scale need a conditional model: train with model.conditional=true")
         if sampler == "ancestral":
             return ancestral_sample(net, self.schedule, shape, generator, self.prediction)
         if sampler == "ddim":
@@ -147,13 +186,17 @@ class DDPM(GenerativeModel):
 
     @property
     def nfe_per_sample(self) -> int:
-        """U-Net evaluations per image with the configured sampler: DDIM steps, or T for ancestral."""
-        return self.sample_steps if self.sampler == "ddim" else self.schedule.num_steps
+        """U-Net evaluations per image with the configured sampler: DDIM steps, or T for ancestral (x2 with guidance)."""
+        steps = self.sample_steps if self.sampler == "ddim" else self.schedule.num_steps
+        return steps * (2 if self.conditional and self.guidance_scale > 0 else 1)
 
     def protocol(self) -> dict:
         return {
             "elbo": f"variational bound with all T={self.schedule.num_steps} terms per test image (n_test images), "
             "EMA net, reverse variance = posterior variance, discretised Gaussian L_0, one x_t draw per term",
             "bits_per_dim": f"-elbo_nats / ({self.num_dims} * ln 2)",
-            "sampler": f"{self.sampler}" + (f", {self.sample_steps} steps, eta={self.eta}" if self.sampler == "ddim" else f", {self.schedule.num_steps} steps"),
+            "sampler": f"{self.sampler}" + (f", {self.sample_steps} steps, eta={self.eta}" if self.sampler == "ddim" else f", {self.schedule.num_steps} steps")
+            + (f"; class-conditional, balanced labels, classifier-free guidance w={self.guidance_scale}" if self.conditional else ""),
+            **({"conditional": f"label dropped with p={self.p_uncond} in training; the bound is -log p(x | y) with true labels, w=0"}
+               if self.conditional else {}),
         }

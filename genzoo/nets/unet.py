@@ -71,11 +71,15 @@ class UNet(nn.Module):
         attention_levels: levels (0 = full resolution) with self-attention after each block;
             the middle block always has one.
         dropout: dropout in the residual blocks.
+        num_classes: > 0 makes the net class-conditional: forward(x, t, labels) adds a learnt
+            embedding of the label (0..num_classes - 1, or num_classes for "no label") to the
+            time embedding, as in classifier-free guidance (Ho & Salimans 2022).
     Raises:
         ValueError: an image side the levels cannot halve, or channels not divisible by 4 heads.
     """
 
-    def __init__(self, image_shape, base_channels=64, channel_mults=(1, 2, 2), num_res_blocks=2, attention_levels=(2,), dropout=0.1):
+    def __init__(self, image_shape, base_channels=64, channel_mults=(1, 2, 2), num_res_blocks=2, attention_levels=(2,), dropout=0.1,
+                 num_classes: int = 0):
         super().__init__()
         c_img, h, w = image_shape
         factor = 2 ** (len(channel_mults) - 1)
@@ -89,6 +93,9 @@ class UNet(nn.Module):
         time_dim = 4 * base_channels
         self.base_channels = base_channels
         self.time_mlp = nn.Sequential(nn.Linear(base_channels, time_dim), nn.SiLU(), nn.Linear(time_dim, time_dim))
+        # class-conditional: one embedding per class plus a "no label" one (index num_classes), added to the time embedding
+        self.num_classes = num_classes
+        self.label_embed = nn.Embedding(num_classes + 1, time_dim) if num_classes else None
         self.stem = nn.Conv2d(c_img, base_channels, 3, padding=1)
 
         self.down, skips, ch = nn.ModuleList(), [base_channels], base_channels
@@ -117,8 +124,12 @@ class UNet(nn.Module):
         blocks = [ResBlock(c_in, c_out, time_dim, dropout)] + ([SelfAttention(c_out)] if attention else [])
         return nn.ModuleList(blocks)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         emb = self.time_mlp(timestep_embedding(t, self.base_channels).to(x.dtype))
+        if self.label_embed is not None:  # labels (B,) in 0..num_classes; None or num_classes: unconditional
+            if labels is None:
+                labels = torch.full((len(x),), self.num_classes, dtype=torch.long, device=x.device)
+            emb = emb + self.label_embed(labels)
         h = self.stem(x)
         hs = [h]
         for layer in self.down:

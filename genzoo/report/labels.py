@@ -37,6 +37,8 @@ RULES = [
               "network evaluations per sample, hardware-independent"),
     LabelRule("resource intensity", "flops_per_sample", ((1e8, "Low"), (1e10, "Moderate")), "High",
               "FLOPs to draw one sample"),
+    LabelRule("control", "control_accuracy", ((0.6, "Low"), (0.9, "Moderate")), "High",
+              "class-conditional runs: the domain classifier's accuracy on samples asked for a class; — for unconditional runs"),
 ]
 
 STABILITY = (
@@ -48,7 +50,6 @@ NOVELTY = (
     "**novelty** (new samples rather than copies, covering the data): Low if memorisation_rate > 0.05; "
     "else High if recall_classifier ≥ 0.5, Moderate if ≥ 0.2, else Low."
 )
-CONTROL = "**control**: left for conditional generation (class-conditional sampling and guidance, issue 7); — until then."
 
 
 def stability_label(fid_mean: float | None, fid_std: float | None, runs_diverged: int) -> str:
@@ -75,7 +76,6 @@ def labels(row: dict) -> dict:
     out = {rule.dimension: rule.label(row[rule.column][0]) for rule in RULES}
     out["training stability"] = stability_label(*row["fid_classifier"][:2], row["runs_diverged"])
     out["novelty"] = novelty_label(row["memorisation_rate"][0], row["recall_classifier"][0])
-    out["control"] = "—"
     return out
 
 
@@ -84,4 +84,4 @@ DIMENSIONS = ["quality", "sampling speed", "training stability", "novelty", "res
 
 def rules_markdown() -> str:
     """The label thresholds as a markdown list (printed under every table)."""
-    return "\n".join(f"- {line}" for line in [*(r.describe() for r in RULES), STABILITY, NOVELTY, CONTROL])
+    return "\n".join(f"- {line}" for line in [*(r.describe() for r in RULES), STABILITY, NOVELTY])

@@ -117,6 +117,20 @@ def _montage(by_family) -> Figure:
     return fig
 
 
+def write_guidance_tradeoff(sweep: list[dict], path: Path) -> Path:
+    """guidance_tradeoff.png: classifier FID against class accuracy, one point per guidance scale w."""
+    fig = Figure(figsize=(6.0, 4.2))
+    ax = fig.add_subplot()
+    accuracy = [p["control_accuracy"] for p in sweep]
+    fid = [p["fid_classifier"] for p in sweep]
+    ax.plot(accuracy, fid, marker="o")
+    for p in sweep:
+        ax.annotate(f"w={p['guidance_scale']:g}", (p["control_accuracy"], p["fid_classifier"]), textcoords="offset points", xytext=(5, 5))
+    _finish(ax, "class accuracy of samples (domain classifier)", "FID (classifier)", "Classifier-free guidance: fidelity against quality")
+    _save(fig, path)
+    return path
+
+
 def _first_row(path: Path, per_row: int = 8) -> np.ndarray:
     """The top row of a samples.png grid (8 square images per row, 2-pixel padding, as genzoo writes it)."""
     from PIL import Image

@@ -33,6 +33,8 @@ COLUMNS = [
     ("class_coverage", ("metrics", "class_coverage"), ".2f"),
     ("bits_per_dim", ("metrics", "bits_per_dim"), ".3f"),
     ("memorisation_rate", ("metrics", "memorisation_rate"), ".3f"),
+    ("control_accuracy", ("metrics", "control_accuracy"), ".3f"),
+    ("fid_per_class", ("metrics", "fid_per_class"), ".1f"),
     ("train_images_per_second", ("timing", "train_images_per_second"), ".0f"),
     ("train_seconds", ("timing", "train_seconds"), ".1f"),
     ("time_to_quality_seconds", ("timing", "time_to_quality_seconds"), ".1f"),
