@@ -142,6 +142,8 @@ def _first_row(path: Path, per_row: int = 8) -> np.ndarray:
 
 
 def _finish(ax, xlabel, ylabel, title, log_y=False):
+    if not log_y and ax.get_xscale() == "linear":
+        ax.ticklabel_format(useOffset=False)  # "+1.248e3" offsets hide the values
     if log_y and ax.has_data():
         ax.set_yscale("log")
         plain = FuncFormatter(lambda v, _: f"{v:g}")
