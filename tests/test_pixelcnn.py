@@ -112,7 +112,7 @@ def test_bad_arguments():
 
 def test_cli_smoke_run_reports_exact_bits_per_dim(cli, tmp_path):
     proc = cli("model=pixelcnn", "hardware=cpu", "budget=smoke", "budget.limit_train_batches=3", "budget.limit_val_batches=1",
-               "budget.n_test=32", "budget.families.pixelcnn.grid_samples=2", "budget.families.pixelcnn.eval_samples=8",
+               "budget.n_test=32", "budget.families.pixelcnn.grid_samples=2", "budget.families.pixelcnn.eval_samples=20",
                "budget.curve_points=0", "progress_bar=false")
     assert proc.returncode == 0, proc.stderr[-2000:]
     (metrics_file,) = tmp_path.rglob("metrics.json")
@@ -121,3 +121,20 @@ def test_cli_smoke_run_reports_exact_bits_per_dim(cli, tmp_path):
     assert payload["model"] == "pixelcnn" and 0 < metrics["bits_per_dim"] < 8.5
     assert metrics["bits_per_dim"] == pytest.approx(metrics["nll_nats"] / (784 * math.log(2)), rel=1e-5)
     assert payload["resources"]["nfe_per_sample"] == 784 and "fid_classifier" in metrics
+    assert (metrics_file.parent / "nearest_neighbours.png").is_file()  # 20 samples: two whole rows of 8 shown
+
+
+def test_conditional_pixelcnn_depends_on_the_label_and_samples_the_requested_classes():
+    model = _model(conditional=True, num_classes=10)
+    torch.nn.init.normal_(model.net.layers[0].embed.weight)
+    x = LEVELS[torch.randint(0, 256, (2, 1, 8, 8))]
+    a, b = model.log_prob(x, torch.tensor([0, 0])), model.log_prob(x, torch.tensor([3, 3]))
+    assert not torch.allclose(a, b)  # the class changes p(x | y)
+    images = model.sample(4, generator=torch.Generator().manual_seed(0), labels=torch.tensor([0, 1, 2, 3]))
+    assert images.shape == (4, 1, 8, 8)
+    with pytest.raises(ValueError, match="labels must be"):
+        model.sample(2, labels=torch.tensor([0, 10]))
+    with pytest.raises(ValueError, match="need a conditional model"):
+        _model().sample(2, labels=torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="num_classes >= 2"):
+        _model(conditional=True)

@@ -181,9 +181,10 @@ def _novelty(extractor, data, fake, fake_features, test_features, eval_cfg, cach
     split = f"train(val_fraction={data.val_fraction},split_seed={data.split_seed})"
     train = _real_features(extractor, train_images, data.name, split, cache_dir, batch_size=1000)
     rate, threshold = memorisation_rate(fake_features, train, test_features, eval_cfg.memorisation_percentile)
-    if run_dir is not None:
-        _, idx = nearest_neighbours(fake_features[:32], train)
-        save_grid(interleave_rows(fake[:32], to_unit_range(train_images[idx])), Path(run_dir) / "nearest_neighbours.png")
+    shown = min(32, len(fake)) // 8 * 8  # whole rows of 8 samples, each above its neighbours
+    if run_dir is not None and shown:
+        _, idx = nearest_neighbours(fake_features[:shown], train)
+        save_grid(interleave_rows(fake[:shown], to_unit_range(train_images[idx])), Path(run_dir) / "nearest_neighbours.png")
     card = {
         **card,
         "memorisation": f"share of samples whose nearest training image (classifier features, {len(train)} training images) is "

@@ -29,6 +29,8 @@ class PixelCNN(GenerativeModel):
         mixtures: K, components of the logistic mixture.
         features, layers, kernel: channels per stack, gated layers and kernel size of the gated PixelCNN
             (genzoo/nets/pixelcnn.py).
+        conditional: class-conditional p(x | y): a class embedding biases every gate (van den Oord
+            et al. 2016, sec. 2.3); num_classes: classes of the data (the runner passes it).
     Raises:
         ValueError: more than one channel, an unknown likelihood, mixtures < 1, a bad kernel or depth.
     """
@@ -37,7 +39,7 @@ class PixelCNN(GenerativeModel):
     checkpoint_monitor = "val/loss"
 
     def __init__(self, image_shape, optimizer, likelihood: str = "softmax", mixtures: int = 5, features: int = 32,
-                 layers: int = 7, kernel: int = 3):
+                 layers: int = 7, kernel: int = 3, conditional: bool = False, num_classes: int = 0):
         super().__init__(image_shape, optimizer)
         if self.image_shape[0] != 1:
             raise ValueError(f"pixelcnn models single-channel images, got {self.image_shape[0]} channels: use data=fashion_mnist or data=mnist")
@@ -45,14 +47,17 @@ class PixelCNN(GenerativeModel):
             raise ValueError(f"unknown likelihood '{likelihood}': choose one of {', '.join(LIKELIHOODS)}")
         if mixtures < 1:
             raise ValueError(f"mixtures must be >= 1, got {mixtures}")
+        if conditional and num_classes < 2:
+            raise ValueError(f"a conditional PixelCNN needs num_classes >= 2, got {num_classes}")
         self.save_hyperparameters(ignore=["optimizer"], logger=False)
         self.likelihood = likelihood
+        self.conditional, self.num_classes = conditional, num_classes if conditional else 0
         out_channels = 256 if likelihood == "softmax" else 3 * mixtures
-        self.net = GatedPixelCNN(out_channels, features, layers, kernel)
+        self.net = GatedPixelCNN(out_channels, features, layers, kernel, self.num_classes)
 
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """Exact log p(x) per image in nats: x (B, 1, H, W) in [-1, 1] on the 256-level grid -> (B,)."""
-        out = self.net(x)
+    def log_prob(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Exact log p(x) (log p(x | y) when conditional) per image in nats: x (B, 1, H, W) in [-1, 1] -> (B,)."""
+        out = self.net(x, labels if self.conditional else None)
         if self.likelihood == "softmax":
             per_pixel = categorical_pixel_log_likelihood(x, out)
         else:
@@ -60,29 +65,39 @@ class PixelCNN(GenerativeModel):
         return per_pixel.flatten(1).sum(1)
 
     def training_step(self, batch, batch_idx):
-        nll = -self.log_prob(batch[0])
+        nll = -self.log_prob(*batch)
         loss = nll.mean() / self.num_dims  # nats per dimension: a scale that does not depend on the image size
         self.log("train/loss", loss, prog_bar=True, batch_size=len(nll))
         self.log("train/bits_per_dim", bits_per_dim(nll.mean(), self.num_dims), batch_size=len(nll))
         return loss
 
     def validation_step(self, batch, batch_idx):
-        nll = -self.log_prob(batch[0])
+        nll = -self.log_prob(*batch)
         self.log("val/loss", bits_per_dim(nll.mean(), self.num_dims), prog_bar=True, batch_size=len(nll), sync_dist=True)
 
     def test_step(self, batch, batch_idx):
-        nll = -self.log_prob(batch[0])
+        nll = -self.log_prob(*batch)
         self.log_dict({"nll_nats": nll.mean(), "bits_per_dim": bits_per_dim(nll.mean(), self.num_dims)}, batch_size=len(nll), sync_dist=True)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, n: int, generator: torch.Generator | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
         """n images (n, 1, H, W) in [-1, 1] on the 256-level grid, drawn pixel by pixel in raster order.
+
+        A conditional model draws image i of class labels[i] (default i mod num_classes).
+        Raises ValueError for labels on an unconditional model, or of the wrong shape or range.
 
         Pixels not yet drawn hold 0; by causality they do not influence the pixel being drawn.
         Each pass runs the net on rows i - receptive_rows .. i only: row i's outputs depend on
         no row above that window (equal to a full pass up to float rounding; tests compare them).
         Draws use `generator` on the CPU, so a seed gives the same images on every device.
         """
+        if self.conditional:
+            labels = torch.arange(n) % self.num_classes if labels is None else torch.as_tensor(labels)
+            if labels.shape != (n,) or labels.min() < 0 or labels.max() >= self.num_classes:
+                raise ValueError(f"labels must be (n,) = ({n},) classes in 0..{self.num_classes - 1}, got shape {tuple(labels.shape)}")
+            labels = labels.long().to(self.device)
+        elif labels is not None:
+            raise ValueError("labels need a conditional model: train with model.conditional=true")
         was_training = self.training
         self.eval()
         _, height, width = self.image_shape
@@ -90,7 +105,7 @@ class PixelCNN(GenerativeModel):
         for i in range(height):
             top = max(0, i - self.net.receptive_rows)
             for j in range(width):
-                out = self.net(x[:, :, top : i + 1])[:, :, -1:, j : j + 1]
+                out = self.net(x[:, :, top : i + 1], labels)[:, :, -1:, j : j + 1]
                 x[:, :, i : i + 1, j : j + 1] = self._draw(out, generator)
         self.train(was_training)
         return x
@@ -112,5 +127,6 @@ class PixelCNN(GenerativeModel):
         return {
             "sampler": f"ancestral, pixel by pixel in raster order ({height * width} net passes)",
             "nll_nats": f"exact negative log-likelihood per 8-bit test image, {model}",
-            "bits_per_dim": f"nll_nats / ({self.num_dims} * ln 2), exact (no bound)",
+            "bits_per_dim": f"nll_nats / ({self.num_dims} * ln 2), exact (no bound)"
+            + ("; conditional: -log p(x | y) with the true labels" if self.conditional else ""),
         }
