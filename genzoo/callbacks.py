@@ -27,7 +27,6 @@ class TrainingClock(L.Callback):
 
     def __init__(self):
         self.images = 0
-        self.train_seconds = 0.0
         self._excluded = 0.0
         self._fit_start = None
         self._before = 0.0  # training seconds of the run before it was resumed
@@ -55,7 +54,7 @@ class TrainingClock(L.Callback):
 
     def on_fit_end(self, trainer, module):
         _sync(module)
-        self.train_seconds = self._before = self.elapsed()
+        self._before = self.elapsed()
         self._fit_start = None  # the clock stops
 
     def elapsed(self) -> float:
@@ -74,8 +73,14 @@ class TrainingClock(L.Callback):
             self._excluded += time.perf_counter() - start
 
     @property
+    def train_seconds(self) -> float:
+        """Training seconds: final after fit, so far during it (and at a divergence, which skips fit end)."""
+        return self.elapsed()
+
+    @property
     def images_per_second(self) -> float:
-        return self.images / self.train_seconds if self.train_seconds > 0 else float("nan")
+        seconds = self.elapsed()
+        return self.images / seconds if seconds > 0 else float("nan")
 
 
 class QualityCurve(L.Callback):
@@ -85,24 +90,24 @@ class QualityCurve(L.Callback):
     `score(module) -> float` (a FID from genzoo.metrics.harness.curve_scorer; set
     `score` before fit, None turns the curve off, as does points=0) with the module in
     eval mode and the training clock paused, on rank zero only (other ranks wait at a
-    barrier). If training stops early, the point where it stopped is scored too, unless
-    `skip()` is true (a diverged run). `points` then holds one dict per moment: batches,
-    epoch, train_seconds, train_images, value (None on ranks other than zero).
+    barrier). If training stops early, the point where it stopped is scored too. `points`
+    then holds one dict per moment: batches, epoch, train_seconds, train_images, value
+    (None on ranks other than zero). Batches are counted by Lightning's loop, which a
+    resumed run restores.
     """
 
-    def __init__(self, clock: TrainingClock, points: int, score=None, skip=lambda: False):
+    def __init__(self, clock: TrainingClock, points: int, score=None):
         if points < 0:
             raise ValueError(f"points must be >= 0, got {points}")
-        self.clock, self.n_points, self.score, self.skip = clock, points, score, skip
+        self.clock, self.n_points, self.score = clock, points, score
         self.points: list[dict] = []
-        self._batches = 0
         self._targets: set[int] = set()
 
     def state_dict(self) -> dict:
-        return {"points": self.points, "batches": self._batches}
+        return {"points": self.points}
 
     def load_state_dict(self, state: dict) -> None:
-        self.points, self._batches = state["points"], state["batches"]
+        self.points = state["points"]
 
     def on_fit_start(self, trainer, module):
         if self.score is None or self.n_points == 0:
@@ -113,13 +118,13 @@ class QualityCurve(L.Callback):
         self._targets = {max(1, round(int(total) * k / self.n_points)) for k in range(1, self.n_points + 1)}
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        self._batches += 1
-        if self._batches in self._targets and not self.skip():
+        if batches_done(trainer) in self._targets:
             self._record(trainer, module)
 
     def on_train_end(self, trainer, module):
-        done = self.points and self.points[-1]["batches"] == self._batches
-        if self._targets and self._batches and not done and not self.skip():
+        batches = batches_done(trainer)
+        done = self.points and self.points[-1]["batches"] == batches
+        if self._targets and batches and not done:
             self._record(trainer, module)
 
     def _record(self, trainer, module):
@@ -133,9 +138,14 @@ class QualityCurve(L.Callback):
                 module.train(was_training)
             trainer.strategy.barrier()
         self.points.append({
-            "batches": self._batches, "epoch": trainer.current_epoch, "train_seconds": self.clock.elapsed(),
+            "batches": batches_done(trainer), "epoch": trainer.current_epoch, "train_seconds": self.clock.elapsed(),
             "train_images": self.clock.images, "value": value,
         })
+
+
+def batches_done(trainer) -> int:
+    """Training batches started in the run so far, the current one included (Lightning's count, restored on resume)."""
+    return trainer.fit_loop.total_batch_idx + 1
 
 
 def time_to_quality(points: list[dict], tolerance: float = 0.10) -> float | None:
@@ -177,13 +187,12 @@ class DivergenceMonitor(L.Callback):
             raise ValueError(f"max_skipped_steps must be >= 0, got {max_skipped_steps}")
         self.max_skipped_steps = max_skipped_steps
         self.skipped_steps = 0
-        self._batches = 0
 
     def state_dict(self) -> dict:
-        return {"batches": self._batches, "skipped_steps": self.skipped_steps}
+        return {"skipped_steps": self.skipped_steps}
 
     def load_state_dict(self, state: dict) -> None:
-        self._batches, self.skipped_steps = state["batches"], state["skipped_steps"]
+        self.skipped_steps = state["skipped_steps"]
 
     def on_before_optimizer_step(self, trainer, module, optimizer):
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
@@ -198,7 +207,6 @@ class DivergenceMonitor(L.Callback):
         self._diverge(trainer, "gradient", "nan" if any(torch.isnan(g).any() for g in grads) else "inf")
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        self._batches += 1
         candidates = {}
         if isinstance(outputs, dict) and torch.is_tensor(outputs.get("loss")):
             candidates["loss"] = outputs["loss"]
@@ -211,8 +219,7 @@ class DivergenceMonitor(L.Callback):
                 self._diverge(trainer, name, str(value))
 
     def _diverge(self, trainer, metric: str, value: str):
-        step = self._batches + (metric == "gradient")  # a gradient is checked inside the batch, before it is counted
-        raise TrainingDiverged({"step": step, "epoch": trainer.current_epoch, "metric": metric, "value": value, "skipped_steps": self.skipped_steps})
+        raise TrainingDiverged({"step": batches_done(trainer), "epoch": trainer.current_epoch, "metric": metric, "value": value, "skipped_steps": self.skipped_steps})
 
 
 class SampleGridLogger(L.Callback):

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from genzoo.artifacts import atomic_write_bytes
+from genzoo.callbacks import batches_done
 from genzoo.errors import ConfigError, GenzooError
 
 KEY = "genzoo"  # the checkpoint entry ResumeState writes
@@ -177,7 +178,7 @@ class Interruption(L.Callback):
 
         if not isinstance(exception, SIGTERMException):
             return
-        self.step, self.epoch = trainer.fit_loop.total_batch_idx + 1, trainer.current_epoch
+        self.step, self.epoch = batches_done(trainer), trainer.current_epoch
         if trainer.sanity_checking or trainer.validating:
             return
         trainer.save_checkpoint(self.path)

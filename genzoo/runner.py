@@ -158,8 +158,8 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict | None:
         "metrics": metrics,
         "quality_curve": {"card": scorer[1] if scorer else None, "points": curve.points},
         "timing": {
-            "train_seconds": clock.elapsed(),  # stopped at fit end (or at divergence, which skips fit end)
-            "train_images_per_second": clock.images / clock.elapsed() if clock.elapsed() > 0 else None,
+            "train_seconds": clock.train_seconds,
+            "train_images_per_second": clock.images_per_second,
             "train_images": clock.images,
             "time_to_quality_seconds": time_to_quality(curve.points),
             "epochs": trainer.current_epoch,

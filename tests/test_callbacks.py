@@ -90,7 +90,7 @@ def test_divergence_monitor_stops_at_the_first_non_finite_loss():
 def test_divergence_monitor_quiet_on_a_finite_run_and_rejects_a_negative_limit():
     monitor = DivergenceMonitor()
     _fit(Tiny(), [monitor], batches=6)
-    assert monitor.skipped_steps == 0 and monitor.state_dict() == {"batches": 6, "skipped_steps": 0}
+    assert monitor.skipped_steps == 0 and monitor.state_dict() == {"skipped_steps": 0}
     with pytest.raises(ValueError, match="max_skipped_steps must be >= 0"):
         DivergenceMonitor(-1)
 
@@ -102,5 +102,5 @@ def test_training_clock_and_curve_state_survive_a_checkpoint():
     restored.load_state_dict(clock.state_dict())
     assert restored.images == 20 and restored.elapsed() == pytest.approx(clock.train_seconds)
     curve = QualityCurve(TrainingClock(), points=2)
-    curve.load_state_dict({"points": [{"batches": 3, "value": 1.0}], "batches": 3})
-    assert curve.points[0]["batches"] == 3 and curve.state_dict()["batches"] == 3
+    curve.load_state_dict({"points": [{"batches": 3, "value": 1.0}]})
+    assert curve.points[0]["batches"] == 3 and curve.state_dict() == {"points": [{"batches": 3, "value": 1.0}]}
