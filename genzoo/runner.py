@@ -21,11 +21,10 @@ from genzoo.data.datamodule import to_unit_range
 from genzoo.distributed import generate_across_ranks
 from genzoo.errors import ConfigError, Interrupted
 from genzoo.metrics.control import control_metrics
-from genzoo.metrics.harness import build_extractor, curve_scorer, evaluate
+from genzoo.metrics.harness import build_extractor, curve_scorer, eval_cache_dir, evaluate
 from genzoo.metrics.resources import flops_per_sample, peak_memory, reset_peak_memory
 from genzoo.metrics.speed import timed_sampling
 from genzoo.models.base import GenerativeModel
-from genzoo.paths import default_cache_dir
 from genzoo.resume import (
     AtomicCheckpointIO, Interruption, ResumeState, read_checkpoint, resume_command, resume_position, sigint_as_sigterm,
 )
@@ -227,10 +226,10 @@ def _output_dir(cfg: DictConfig) -> Path:
 
 def _control(model, data, cfg: DictConfig, budget: dict, n: int, run_dir: Path) -> tuple[dict, dict]:
     """Class accuracy, per-class FID and (with guidance) the guidance sweep of a conditional model."""
-    cache_dir = Path(cfg.eval.cache_dir) if cfg.eval.get("cache_dir") else default_cache_dir()
+    cache_dir = eval_cache_dir(cfg.eval)
     extractor = build_extractor("classifier", data, cache_dir, model.device)
     scales = list(cfg.eval.get("guidance_scales") or []) if hasattr(model, "guidance_scale") else []
-    metrics, card = control_metrics(model, data, extractor, n, cfg.seed, cfg.eval.batch_size, scales, budget["guidance_samples"], run_dir, cache_dir)
+    metrics, card = control_metrics(model, data, extractor, cache_dir, n, cfg.seed, cfg.eval.batch_size, scales, budget["guidance_samples"], run_dir)
     return metrics, {name: {"metric": text} for name, text in card.items()}
 
 

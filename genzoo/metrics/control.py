@@ -9,29 +9,26 @@ For a class-conditional model (`model.conditional=true`) the runner adds:
   samples at each guidance scale w, and `guidance_tradeoff.png` (FID against accuracy).
 """
 
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from genzoo.metrics.frechet import feature_statistics, frechet_distance
-from genzoo.metrics.harness import _real_features, extract
+from genzoo.metrics.harness import extract, generate, real_features
 
 
 def conditional_samples(model, labels: torch.Tensor, batch_size: int, seed: int, guidance_scale=None) -> torch.Tensor:
     """Images (n, C, H, W) in [-1, 1] on the CPU, image i drawn for class labels[i], one seeded generator."""
-    generator = torch.Generator().manual_seed(seed)
-    extra = {} if guidance_scale is None else {"guidance_scale": guidance_scale}
-    return torch.cat([
-        model.sample(len(labels[a : a + batch_size]), generator=generator, labels=labels[a : a + batch_size], **extra).cpu()
-        for a in range(0, len(labels), batch_size)
-    ])
+    sample = model.sample if guidance_scale is None else partial(model.sample, guidance_scale=guidance_scale)
+    return generate(sample, len(labels), batch_size, seed, labels=labels)
 
 
-def control_metrics(model, data, extractor, n: int, seed: int, batch_size: int, guidance_scales=(), guidance_samples: int = 0,
-                    run_dir: Path | None = None, cache_dir: Path | None = None) -> tuple[dict, dict]:
+def control_metrics(model, data, extractor, cache_dir: Path, n: int, seed: int, batch_size: int, guidance_scales=(),
+                    guidance_samples: int = 0, run_dir: Path | None = None) -> tuple[dict, dict]:
     """(metrics, card) of control for a conditional model; see the module docstring.
 
-    extractor: the classifier Extractor (features and logits). n: samples for accuracy and
+    extractor: the classifier Extractor (features and logits); cache_dir: its real-feature cache. n: samples for accuracy and
     per-class FID (balanced labels, seed + 3). guidance_scales / guidance_samples: the sweep
     (skipped when empty or 0). Returns metrics {"control_accuracy", "control_accuracy_per_class",
     "fid_per_class", "guidance_sweep": [{"guidance_scale", "fid_classifier", "control_accuracy"}]}.
@@ -41,7 +38,7 @@ def control_metrics(model, data, extractor, n: int, seed: int, batch_size: int, 
     fake = conditional_samples(model, labels, batch_size, seed + 3)
     features, logits = extract(extractor, lambda a, b: fake[a:b], n, batch_size)
     hits = (logits.argmax(1) == labels).float()
-    test_features = _real_features(extractor, data.test_images, data.name, "test", cache_dir, batch_size)
+    test_features = real_features(extractor, data.test_images, data.name, "test", cache_dir, batch_size)
     per_class_fid = []
     for c in range(classes):
         real_c = test_features[data.test_labels == c][: int((labels == c).sum())]

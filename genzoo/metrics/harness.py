@@ -69,10 +69,23 @@ def extract(extractor: Extractor, images: Callable[[int, int], torch.Tensor], n:
     return torch.cat(features), (None if logits[0] is None else torch.cat(logits))
 
 
-def generate(sample: Callable[..., torch.Tensor], n: int, batch_size: int, seed: int) -> torch.Tensor:
-    """n images (n, C, H, W) in [-1, 1] on the CPU from `sample(k, generator=...)`, one seeded generator."""
+def generate(sample: Callable[..., torch.Tensor], n: int, batch_size: int, seed: int, labels: torch.Tensor | None = None) -> torch.Tensor:
+    """n images (n, C, H, W) in [-1, 1] on the CPU from `sample(k, generator=...)`, one seeded generator.
+
+    With `labels` (n,), each batch is drawn as sample(k, generator=..., labels=<its labels>).
+    """
     generator = torch.Generator().manual_seed(seed)
-    return torch.cat([sample(min(batch_size, n - start), generator=generator).cpu() for start in range(0, n, batch_size)])
+    batches = []
+    for start in range(0, n, batch_size):
+        k = min(batch_size, n - start)
+        extra = {} if labels is None else {"labels": labels[start : start + k]}
+        batches.append(sample(k, generator=generator, **extra).cpu())
+    return torch.cat(batches)
+
+
+def eval_cache_dir(eval_cfg) -> Path:
+    """Where extractor weights and real features are cached: `eval.cache_dir`, else $GENZOO_CACHE or ~/.cache/genzoo/eval."""
+    return Path(eval_cfg.cache_dir) if eval_cfg.get("cache_dir") else default_cache_dir()
 
 
 def evaluate(
@@ -98,7 +111,7 @@ def evaluate(
     extractors = list(eval_cfg.extractors or [])
     if not extractors:
         return {}, {}
-    cache_dir = Path(eval_cfg.cache_dir) if eval_cfg.get("cache_dir") else default_cache_dir()
+    cache_dir = eval_cache_dir(eval_cfg)
     test_images = data.test_images
     n = min(n_samples, len(test_images))
     if fake is None:
@@ -113,7 +126,7 @@ def evaluate(
             "kid_subsets": f"{eval_cfg.kid_subsets} subsets of {kid_subset_size(eval_cfg.kid_subset_size, n, n)}",
             "precision_recall_k": eval_cfg.pr_k,
         }
-        real = _real_features(extractor, test_images[:n], data.name, "test", cache_dir, eval_cfg.batch_size)
+        real = real_features(extractor, test_images[:n], data.name, "test", cache_dir, eval_cfg.batch_size)
         fake_features, fake_logits = extract(extractor, lambda a, b: fake[a:b], n, eval_cfg.batch_size)
         scores = _distribution_metrics(real, fake_features, eval_cfg, seed)
         if fake_logits is not None:
@@ -145,10 +158,10 @@ def curve_scorer(data, eval_cfg, n: int, seed: int, device="cpu") -> tuple[Calla
     if not extractors:
         return None
     name = "classifier" if "classifier" in extractors else extractors[0]
-    cache_dir = Path(eval_cfg.cache_dir) if eval_cfg.get("cache_dir") else default_cache_dir()
+    cache_dir = eval_cache_dir(eval_cfg)
     n = min(n, len(data.test_images))
     extractor = build_extractor(name, data, cache_dir, device)
-    real_stats = feature_statistics(_real_features(extractor, data.test_images[:n], data.name, "test", cache_dir, eval_cfg.batch_size))
+    real_stats = feature_statistics(real_features(extractor, data.test_images[:n], data.name, "test", cache_dir, eval_cfg.batch_size))
 
     def score(model) -> float:
         fake = generate(model.sample, n, eval_cfg.batch_size, seed + 2)
@@ -159,7 +172,7 @@ def curve_scorer(data, eval_cfg, n: int, seed: int, device="cpu") -> tuple[Calla
     return score, card
 
 
-def _real_features(extractor: Extractor, images: torch.Tensor, dataset: str, split: str, cache_dir: Path, batch_size: int) -> torch.Tensor:
+def real_features(extractor: Extractor, images: torch.Tensor, dataset: str, split: str, cache_dir: Path, batch_size: int) -> torch.Tensor:
     """Features of real uint8 images (N, C, H, W), through the reference cache keyed by what shaped them."""
     key = {
         "dataset": dataset, "split": split, "extractor": extractor.name, "weights_sha256": extractor.card["weights_sha256"],
@@ -179,7 +192,7 @@ def _novelty(extractor, data, fake, fake_features, test_features, eval_cfg, cach
     """Memorisation rate against the training images (train split as the data module carved it)."""
     train_images = data.train_set.images
     split = f"train(val_fraction={data.val_fraction},split_seed={data.split_seed})"
-    train = _real_features(extractor, train_images, data.name, split, cache_dir, batch_size=1000)
+    train = real_features(extractor, train_images, data.name, split, cache_dir, batch_size=1000)
     rate, threshold = memorisation_rate(fake_features, train, test_features, eval_cfg.memorisation_percentile)
     shown = min(32, len(fake)) // 8 * 8  # whole rows of 8 samples, each above its neighbours
     if run_dir is not None and shown:
