@@ -2,6 +2,7 @@
 
 import contextlib
 import fcntl
+import io
 import json
 import math
 import os
@@ -33,6 +34,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_torch_save(obj, path: Path) -> bytes:
+    """torch.save `obj` to `path` atomically (serialised in memory, then atomic_write_bytes); returns the bytes written."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    data = buffer.getvalue()
+    atomic_write_bytes(Path(path), data)
+    return data
 
 
 @contextlib.contextmanager

@@ -10,7 +10,6 @@ family fails with one line. `AtomicCheckpointIO` writes every checkpoint to a te
 file and renames it, so a full disk or a kill mid-write never leaves a partial last.ckpt.
 """
 
-import io
 import random
 import signal
 from pathlib import Path
@@ -20,7 +19,7 @@ from lightning.fabric.plugins import TorchCheckpointIO
 import numpy as np
 import torch
 
-from genzoo.artifacts import atomic_write_bytes
+from genzoo.artifacts import atomic_torch_save
 from genzoo.callbacks import batches_done
 from genzoo.errors import ConfigError, GenzooError
 
@@ -146,11 +145,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """
 
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
-        buffer = io.BytesIO()
-        torch.save(checkpoint, buffer)
         path = Path(path)
         try:
-            atomic_write_bytes(path, buffer.getvalue())
+            atomic_torch_save(checkpoint, path)
         except OSError as err:
             raise CheckpointWriteError(
                 f"could not write checkpoint {path} ({err.strerror or err}); the previous {path.name}, if any, is intact: "

@@ -8,7 +8,6 @@ of reusing a stale one.
 """
 
 import hashlib
-import io
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from genzoo.artifacts import atomic_write_bytes, file_lock
+from genzoo.artifacts import atomic_torch_save, file_lock
 from genzoo.nets.classifier import DomainClassifier
 
 RECIPE_VERSION = 1  # bump when the training code changes what the weights become
@@ -125,9 +124,7 @@ def _load_or_train(path: Path, data, recipe: ClassifierRecipe, progress: bool):
     net = net.cpu().eval()
     test_images, test_labels = load_split(data.name, data.root, train=False, download=data.download)
     test_accuracy = accuracy(net, to_unit_range(test_images), test_labels)
-    buffer = io.BytesIO()
-    torch.save({"state_dict": net.state_dict(), "test_accuracy": test_accuracy, "recipe": asdict(recipe), "dataset": data.name}, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_torch_save({"state_dict": net.state_dict(), "test_accuracy": test_accuracy, "recipe": asdict(recipe), "dataset": data.name}, path)
     print(f"genzoo: {data.name} domain classifier test accuracy {test_accuracy:.4f}", flush=True)
     return net, _card(data.name, recipe, test_accuracy, path)
 

