@@ -20,6 +20,7 @@ from genzoo.config import for_family, validate
 from genzoo.data.datamodule import to_unit_range
 from genzoo.distributed import generate_across_ranks
 from genzoo.errors import ConfigError, Interrupted
+from genzoo.latent import write_latent_pictures
 from genzoo.metrics.control import control_metrics
 from genzoo.metrics.harness import build_extractor, curve_scorer, eval_cache_dir, evaluate
 from genzoo.metrics.resources import flops_per_sample, peak_memory, reset_peak_memory
@@ -69,6 +70,7 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict | None:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     data = instantiate(cfg.data)
+    _check_edit_classes(cfg.get("edit_classes"), data.num_classes)
     model = build_model(cfg.model, data.image_shape, data.num_classes)
     budget = for_family(cfg.budget, model.family)
     hardware = for_family(cfg.hardware, model.family)
@@ -132,6 +134,7 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict | None:
         if not rank_zero:
             return None
         sampling = _write_pictures(model, data, run_dir, cfg.seed, budget["grid_samples"])
+        write_latent_pictures(model, data, run_dir, cfg.seed, cfg.get("edit_classes"))
         quality, cards = evaluate(model.sample, data, cfg.eval, n_eval, cfg.seed, run_dir, device=model.device, fake=fake)
         metrics.update(quality)
         if getattr(model, "conditional", False) and "classifier" in (cfg.eval.extractors or []):
@@ -286,6 +289,16 @@ def _check_launch(cfg: DictConfig) -> None:
         )
 
 
+def _check_edit_classes(edit, num_classes: int) -> None:
+    """Raise ConfigError unless `edit_classes` is null or two different classes of the data."""
+    if edit is None:
+        return
+    edit = list(edit) if OmegaConf.is_config(edit) or isinstance(edit, (list, tuple)) else [edit]
+    if len(edit) != 2 or edit[0] == edit[1] or not all(isinstance(c, int) and 0 <= c < num_classes for c in edit):
+        raise ConfigError(f"edit_classes={edit} is invalid: it must be two different classes in 0..{num_classes - 1} "
+                          "(e.g. edit_classes=[7,9]) or null")
+
+
 def _logger(cfg: DictConfig, run_dir: Path):
     if not cfg.get("logger") or "_target_" not in cfg.logger:
         return False
@@ -304,7 +317,8 @@ def _write_pictures(model: GenerativeModel, data, run_dir: Path, seed: int, n: i
     save_grid(images, run_dir / "samples.png")
     if hasattr(model, "reconstruct"):
         x = to_unit_range(data.test_images[:32]).to(model.device)  # the whole split: n_test may be < 32
-        save_grid(interleave_rows(x, model.reconstruct(x)), run_dir / "reconstructions.png")
+        labels = {"labels": data.test_labels[: len(x)].to(model.device)} if model.conditional else {}
+        save_grid(interleave_rows(x, model.reconstruct(x, **labels)), run_dir / "reconstructions.png")
     return {
         "sample_images_per_second": n / seconds,
         "sample_batch_size": n,

@@ -29,7 +29,7 @@ def _check_run_dir(out, family):
     assert {"python", "torch", "lightning"} <= set(proto["versions"]) and "git_commit" in proto
     assert proto["hardware"]["accelerator"] == "cpu"
     assert math.isfinite(payload["metrics"]["test_recon_mse"])
-    for name in ("samples.png", "reconstructions.png", "checkpoints/last.ckpt", "config.yaml"):
+    for name in ("samples.png", "reconstructions.png", "interpolation.png", "attribute_edit.png", "checkpoints/last.ckpt", "config.yaml"):
         assert (out / name).is_file(), name
     return payload
 

@@ -102,6 +102,11 @@ class ImageDataModule(L.LightningDataModule):
     def num_classes(self) -> int:
         return self.spec.num_classes
 
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """Label k's name, for pictures and reports."""
+        return self.spec.class_names
+
     def prepare_data(self):
         # Runs on one process: finds, copies or downloads the files before setup reads them.
         if self._prepared or self.train_set is not None:

@@ -26,10 +26,11 @@ class DatasetSpec:
     num_classes: int
     system_dirs: tuple[str, ...] = ()  # folders of a system package with the original IDX .gz files
     system_package: str = ""  # the Debian package that installs them
+    class_names: tuple[str, ...] = ()  # label k's name (torchvision's order)
 
 
 DATASETS = {
-    "mnist": DatasetSpec("MNIST", "MNIST", (1, 28, 28), 10),
+    "mnist": DatasetSpec("MNIST", "MNIST", (1, 28, 28), 10, class_names=tuple(str(d) for d in range(10))),
     "fashion_mnist": DatasetSpec(
         "FashionMNIST",
         "FashionMNIST",
@@ -37,8 +38,15 @@ DATASETS = {
         10,
         system_dirs=("/usr/share/datasets/fashion-mnist",),
         system_package="dataset-fashion-mnist",
+        class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
     ),
-    "cifar10": DatasetSpec("CIFAR10", "cifar-10-batches-py", (3, 32, 32), 10),
+    "cifar10": DatasetSpec(
+        "CIFAR10",
+        "cifar-10-batches-py",
+        (3, 32, 32),
+        10,
+        class_names=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+    ),
 }
 
 _IDX_FILES = (

@@ -84,7 +84,8 @@ def ddim_timesteps(num_train_steps: int, steps: int) -> list[int]:
 
 
 @torch.inference_mode()
-def ddim_sample(net, schedule: Schedule, shape, steps=50, eta=0.0, generator=None, prediction="eps", clip_x0=True) -> torch.Tensor:
+def ddim_sample(net, schedule: Schedule, shape, steps=50, eta=0.0, generator=None, prediction="eps", clip_x0=True,
+                x_T: torch.Tensor | None = None) -> torch.Tensor:
     """DDIM sampling (Song et al. 2021, eq. 12) over `steps` of the T training steps.
 
     x_{t'} = sqrt(a_{t'}) x0 + sqrt(1 - a_{t'} - sigma^2) eps + sigma z, with
@@ -95,6 +96,8 @@ def ddim_sample(net, schedule: Schedule, shape, steps=50, eta=0.0, generator=Non
         net, schedule, shape, generator, prediction, clip_x0: as in ancestral_sample.
         steps: number of net evaluations, 1 <= steps <= T.
         eta: noise scale, >= 0.
+        x_T: the starting noise, `shape`, on the net's device; None draws it from `generator`.
+            With eta = 0 the sample is a deterministic function of x_T (DDIM's latent code).
     Returns:
         (N, C, H, W) float32 in [-1, 1] (when clip_x0).
     Raises:
@@ -104,7 +107,7 @@ def ddim_sample(net, schedule: Schedule, shape, steps=50, eta=0.0, generator=Non
         raise ValueError(f"DDIM eta must be >= 0, got {eta}")
     device = _device(net)
     times = ddim_timesteps(schedule.num_steps, steps)
-    x = _noise(shape, generator, device)
+    x = _noise(shape, generator, device) if x_T is None else x_T
     for i, step in enumerate(times):
         t = torch.full((shape[0],), step, device=device, dtype=torch.long)
         x0, eps = predict_x0_eps(net(x, t), x, t, schedule, prediction, clip_x0)

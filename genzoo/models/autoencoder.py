@@ -26,6 +26,7 @@ class Autoencoder(GenerativeModel):
     """
 
     family = "ae"
+    latent_space = "encoder"
 
     def __init__(self, image_shape, optimizer, latent_dim: int = 16, net: str = "conv", channels=(32, 64), hidden_dim: int = 256):
         super().__init__(image_shape, optimizer)
@@ -86,13 +87,24 @@ class Autoencoder(GenerativeModel):
         stats = (len(z), z.sum(0), z.T @ z)
         self._sums = stats if self._sums is None else tuple(a + b for a, b in zip(self._sums, stats))
 
+    def prior_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n draws (n, latent_dim) from the fitted latent Gaussian N(latent_mean, latent_cov)."""
+        eye = torch.eye(len(self.latent_mean), device=self.device)
+        chol = torch.linalg.cholesky(self.latent_cov + 1e-5 * eye)
+        return self.latent_mean + self.randn(n, len(self.latent_mean), generator=generator) @ chol.T
+
+    def encode_latents(self, x: torch.Tensor, labels=None) -> torch.Tensor:
+        """Codes (B, latent_dim) of images x (B, C, H, W) in [-1, 1]."""
+        return self.encoder(x)
+
+    def decode_latents(self, z: torch.Tensor, labels=None) -> torch.Tensor:
+        """Decoded images (B, C, H, W) clamped to [-1, 1] of codes z (B, latent_dim)."""
+        return self.decoder(z).clamp(-1, 1)
+
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n decoded draws from the fitted latent Gaussian: (n, C, H, W) in [-1, 1]."""
-        eye = torch.eye(len(self.latent_mean), device=self.device)
-        chol = torch.linalg.cholesky(self.latent_cov + 1e-5 * eye)
-        z = self.latent_mean + self.randn(n, len(self.latent_mean), generator=generator) @ chol.T
-        return self.decoder(z).clamp(-1, 1)
+        return self.decode_latents(self.prior_latents(n, generator))
 
     def protocol(self) -> dict:
         return {

@@ -18,6 +18,12 @@ class GenerativeModel(L.LightningModule):
 
     family: str = ""
     checkpoint_monitor: str | None = "val/loss"  # what "best" checkpoints minimise; None: keep only last
+    conditional: bool = False  # class-conditional (model.conditional=true): `sample` takes labels
+    num_classes: int = 0  # classes a conditional model draws (0 when unconditional)
+    # What genzoo/latent.py can do with the family's latent code (see prior_latents / decode_latents):
+    # "encoder": codes of images and of the prior (AE, VAE); "prior": codes of the prior only (GAN,
+    # DDPM's x_T); None: no latent code (PixelCNN).
+    latent_space: str | None = None
 
     def __init__(self, image_shape, optimizer):
         super().__init__()
@@ -31,6 +37,40 @@ class GenerativeModel(L.LightningModule):
         gives the same images on every device.
         """
         raise NotImplementedError
+
+    def _set_conditional(self, conditional: bool, num_classes: int) -> None:
+        """Record whether the model is class-conditional; raises ValueError for one with fewer than 2 classes."""
+        if conditional and num_classes < 2:
+            raise ValueError(f"a conditional {self.family} needs num_classes >= 2, got {num_classes}")
+        self.conditional, self.num_classes = bool(conditional), num_classes if conditional else 0
+
+    def sample_labels(self, n: int, labels=None) -> torch.Tensor | None:
+        """The classes `sample` draws: (n,) int64 on the model's device, or None for an unconditional model.
+
+        labels: None (balanced: image i gets class i mod num_classes) or n classes in 0..num_classes-1.
+        Raises ValueError for labels of the wrong shape or range, or labels given to an
+        unconditional model.
+        """
+        if not self.conditional:
+            if labels is not None:
+                raise ValueError("labels need a conditional model: train with model.conditional=true")
+            return None
+        labels = torch.arange(n) % self.num_classes if labels is None else torch.as_tensor(labels)
+        if labels.shape != (n,) or labels.min() < 0 or labels.max() >= self.num_classes:
+            raise ValueError(f"labels must be (n,) = ({n},) classes in 0..{self.num_classes - 1}, got shape {tuple(labels.shape)}")
+        return labels.long().to(self.device)
+
+    def prior_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n draws (n, *latent shape) of the latent code `sample` decodes, on the model's device."""
+        raise NotImplementedError(f"{self.family} has no latent code")
+
+    def decode_latents(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Images (n, C, H, W) in [-1, 1] that latents z decode to, deterministically (labels (n,) if conditional)."""
+        raise NotImplementedError(f"{self.family} has no latent code")
+
+    def encode_latents(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Latent codes (n, *latent shape) of images x (n, C, H, W) in [-1, 1] (families with latent_space "encoder")."""
+        raise NotImplementedError(f"{self.family} has no encoder")
 
     @property
     def nfe_per_sample(self) -> int:

@@ -44,6 +44,7 @@ class DDPM(GenerativeModel):
     """
 
     family = "ddpm"
+    latent_space = "prior"
 
     def __init__(
         self,
@@ -73,14 +74,12 @@ class DDPM(GenerativeModel):
             raise ValueError(f"unknown sampler '{sampler}': choose one of {', '.join(SAMPLERS)}")
         if sampler == "ddim" and not 1 <= sample_steps <= num_steps:
             raise ValueError(f"sample_steps must be in [1, num_steps={num_steps}], got {sample_steps}")
-        if conditional and num_classes < 2:
-            raise ValueError(f"a conditional DDPM needs num_classes >= 2, got {num_classes}")
         if not 0 <= p_uncond < 1 or guidance_scale < 0:
             raise ValueError(f"p_uncond must be in [0, 1) and guidance_scale >= 0, got {p_uncond} and {guidance_scale}")
         self.save_hyperparameters(ignore=["optimizer"], logger=False)  # the optimiser is in config.yaml
         self.schedule = make_schedule(schedule, num_steps)
         self.prediction, self.sampler, self.sample_steps, self.eta = prediction, sampler, sample_steps, eta
-        self.conditional, self.num_classes = conditional, num_classes if conditional else 0
+        self._set_conditional(conditional, num_classes)
         self.p_uncond, self.guidance_scale = p_uncond, guidance_scale
         self.net = UNet(image_shape, base_channels, tuple(channel_mults), num_res_blocks, tuple(attention_levels), dropout, self.num_classes)
         self.ema = ema_copy(self.net, ema_decay)
@@ -169,20 +168,32 @@ class DDPM(GenerativeModel):
         Raises ValueError for labels on an unconditional model, or of the wrong shape or range.
         """
         sampler = sampler or self.sampler
-        net, shape = self.ema.module.eval(), (n, *self.image_shape)
-        if self.conditional:
-            labels = torch.arange(n) % self.num_classes if labels is None else torch.as_tensor(labels)
-            if labels.shape != (n,) or labels.min() < 0 or labels.max() >= self.num_classes:
-                raise ValueError(f"labels must be (n,) = ({n},) classes in 0..{self.num_classes - 1}, got shape {tuple(labels.shape)}")
-            w = self.guidance_scale if guidance_scale is None else guidance_scale
-            net = Guided(net, labels.long().to(self.device), w)
-        elif labels is not None or guidance_scale is not None:
-            raise ValueError("labels and guidance_scale need a conditional model: train with model.conditional=true")
+        net, shape = self._sampling_net(self.sample_labels(n, labels), guidance_scale), (n, *self.image_shape)
         if sampler == "ancestral":
             return ancestral_sample(net, self.schedule, shape, generator, self.prediction)
         if sampler == "ddim":
             return ddim_sample(net, self.schedule, shape, steps or self.sample_steps, self.eta, generator, self.prediction)
         raise ValueError(f"unknown sampler '{sampler}': choose one of {', '.join(SAMPLERS)}")
+
+    def _sampling_net(self, labels: torch.Tensor | None, guidance_scale: float | None):
+        """The EMA net in eval mode as the samplers call it; Guided with the labels when conditional."""
+        if guidance_scale is not None and not self.conditional:
+            raise ValueError("guidance_scale needs labels, which need a conditional model: train with model.conditional=true")
+        net = self.ema.module.eval()
+        return net if labels is None else Guided(net, labels, self.guidance_scale if guidance_scale is None else guidance_scale)
+
+    def prior_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n draws x_T ~ N(0, I), (n, C, H, W): DDIM's latent code (Song et al. 2021, sec. 5.3)."""
+        return self.randn(n, *self.image_shape, generator=generator)
+
+    @torch.no_grad()
+    def decode_latents(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Deterministic DDIM (eta = 0, the configured sample_steps) from x_T = z (B, C, H, W): images in [-1, 1].
+
+        A conditional model decodes for labels (B,) with the configured guidance scale.
+        """
+        net = self._sampling_net(self.sample_labels(len(z), labels), None)
+        return ddim_sample(net, self.schedule, tuple(z.shape), self.sample_steps, 0.0, None, self.prediction, x_T=z)
 
     @property
     def nfe_per_sample(self) -> int:

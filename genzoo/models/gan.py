@@ -37,12 +37,17 @@ class GAN(GenerativeModel):
         gp_weight: lambda of the gradient penalty (wgan-gp only), >= 0.
         betas: Adam betas of both optimisers; None takes the loss's default.
         ema_decay: None (off) or the decay in [0, 1) of the generator's EMA.
+        conditional: a class-conditional GAN: G(z, y) reads a label embedding beside z, D is
+            a projection discriminator (Miyato & Koyama 2018); fakes in training take the real
+            batch's labels, so both see the data's class frequencies. num_classes: K (the
+            runner passes the data's).
     Raises:
-        ValueError: an unknown loss, latent_dim or n_critic < 1, gp_weight < 0, a bad decay
-        or an image shape the nets cannot take.
+        ValueError: an unknown loss, latent_dim or n_critic < 1, gp_weight < 0, a bad decay,
+        an image shape the nets cannot take, or a conditional model with num_classes < 2.
     """
 
     family = "gan"
+    latent_space = "prior"
     checkpoint_monitor = None  # no held-out loss tells a better generator; keep the last weights
 
     def __init__(
@@ -56,6 +61,8 @@ class GAN(GenerativeModel):
         gp_weight: float = 10.0,
         betas=None,
         ema_decay: float | None = None,
+        conditional: bool = False,
+        num_classes: int = 0,
     ):
         super().__init__(image_shape, optimizer)
         if loss not in GAN_LOSSES:
@@ -69,8 +76,10 @@ class GAN(GenerativeModel):
         self.automatic_optimization = False
         self.latent_dim, self.loss_name, self.n_critic, self.gp_weight = latent_dim, loss, n_critic, gp_weight
         self.betas = tuple(DEFAULT_BETAS[loss] if betas is None else betas)
-        self.generator = DCGANGenerator(image_shape, latent_dim, base_channels)
-        self.discriminator = DCGANDiscriminator(image_shape, base_channels, norm="layer" if loss == "wgan-gp" else "batch")
+        self._set_conditional(conditional, num_classes)
+        self.generator = DCGANGenerator(image_shape, latent_dim, base_channels, self.num_classes)
+        norm = "layer" if loss == "wgan-gp" else "batch"
+        self.discriminator = DCGANDiscriminator(image_shape, base_channels, norm, self.num_classes)
         self.ema = None if ema_decay is None else ema_copy(self.generator, ema_decay)
 
     def configure_optimizers(self):
@@ -84,21 +93,25 @@ class GAN(GenerativeModel):
         yield from self.discriminator.parameters()
 
     def training_step(self, batch, batch_idx):
-        real = batch[0]
+        real, labels = batch[0], self._labels(batch)
         opt_g, opt_d = self.optimizers()
-        logs = self._discriminator_step(real, opt_d)
+        logs = self._discriminator_step(real, labels, opt_d)
         if batch_idx % self.n_critic == self.n_critic - 1:
-            logs.update(self._generator_step(len(real), opt_g))
+            logs.update(self._generator_step(len(real), labels, opt_g))
         self.log_dict({f"train/{k}": v for k, v in logs.items()}, batch_size=len(real))
 
-    def _discriminator_step(self, real, opt_d) -> dict:
+    def _labels(self, batch) -> torch.Tensor | None:
+        """The batch's labels for a conditional model (the fakes are drawn for them), else None."""
+        return batch[1] if self.conditional else None
+
+    def _discriminator_step(self, real, labels, opt_d) -> dict:
         with torch.no_grad():
-            fake = self.generator(self._noise(len(real)))
-        real_logits, fake_logits = self.discriminator(real), self.discriminator(fake)
+            fake = self.generator(self._noise(len(real)), labels)
+        real_logits, fake_logits = self.discriminator(real, labels), self.discriminator(fake, labels)
         d_loss = discriminator_loss(self.loss_name, real_logits, fake_logits)
         logs = {"d_loss": d_loss.detach(), **self._d_outputs(real_logits, fake_logits)}
         if self.loss_name == "wgan-gp":
-            gp = gradient_penalty(self.discriminator, real, fake)
+            gp = gradient_penalty(lambda x: self.discriminator(x, labels), real, fake)
             d_loss = d_loss + self.gp_weight * gp
             logs["gp"] = gp.detach()
         opt_d.zero_grad(set_to_none=True)
@@ -107,9 +120,9 @@ class GAN(GenerativeModel):
         opt_d.step()
         return logs
 
-    def _generator_step(self, n: int, opt_g) -> dict:
+    def _generator_step(self, n: int, labels, opt_g) -> dict:
         self.toggle_optimizer(opt_g)  # D's weights get no gradient from G's loss
-        g_loss = generator_loss(self.loss_name, self.discriminator(self.generator(self._noise(n))))
+        g_loss = generator_loss(self.loss_name, self.discriminator(self.generator(self._noise(n), labels), labels))
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_loss)
         g_grad_norm = _grad_norm(self.generator)
@@ -127,8 +140,9 @@ class GAN(GenerativeModel):
         return {"d_real": to_output(real_logits).mean().detach(), "d_fake": to_output(fake_logits).mean().detach()}
 
     def _held_out_step(self, batch, prefix: str):
-        real = batch[0]
-        outputs = self._d_outputs(self.discriminator(real), self.discriminator(self._sampling_net()(self._noise(len(real)))))
+        real, labels = batch[0], self._labels(batch)
+        fake = self._sampling_net()(self._noise(len(real)), labels)
+        outputs = self._d_outputs(self.discriminator(real, labels), self.discriminator(fake, labels))
         self.log_dict({f"{prefix}{k}": v for k, v in outputs.items()}, batch_size=len(real), sync_dist=True)
 
     def validation_step(self, batch, batch_idx):
@@ -141,12 +155,25 @@ class GAN(GenerativeModel):
         return self.generator if self.ema is None else self.ema.module
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n images (n, C, H, W) in [-1, 1] from G in eval mode (the EMA copy when on)."""
+    def sample(self, n: int, generator: torch.Generator | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """n images (n, C, H, W) in [-1, 1] from G in eval mode (the EMA copy when on).
+
+        A conditional model draws image i of class labels[i] (default i mod num_classes).
+        Raises ValueError for labels of the wrong shape or range, or given to an unconditional model.
+        """
+        return self.decode_latents(self.prior_latents(n, generator), self.sample_labels(n, labels))
+
+    def prior_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n draws z ~ N(0, I), (n, latent_dim)."""
+        return self.randn(n, self.latent_dim, generator=generator)
+
+    @torch.no_grad()
+    def decode_latents(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """G(z) (G(z, y) if conditional), (B, C, H, W) in [-1, 1], in eval mode (the EMA copy when on)."""
         net = self._sampling_net()
         was_training = net.training
         net.eval()  # BatchNorm uses its running statistics, so a sample does not depend on its batch
-        images = net(self.randn(n, self.latent_dim, generator=generator))
+        images = net(z, labels)
         net.train(was_training)
         return images
 
@@ -155,7 +182,8 @@ class GAN(GenerativeModel):
             "loss": self.loss_name,
             "n_critic": self.n_critic,
             "betas": list(self.betas),
-            "sampler": "one generator pass" + (" (EMA weights)" if self.ema is not None else ""),
+            "sampler": "one generator pass" + (" (EMA weights)" if self.ema is not None else "")
+            + ("; class-conditional (label embedding in G, projection D), balanced labels" if self.conditional else ""),
             "test_d_real/test_d_fake": "mean D output on the n_test test images and as many samples "
             + ("(probabilities)" if self.loss_name == "ns" else "(raw critic values)"),
         }

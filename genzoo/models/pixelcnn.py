@@ -47,11 +47,9 @@ class PixelCNN(GenerativeModel):
             raise ValueError(f"unknown likelihood '{likelihood}': choose one of {', '.join(LIKELIHOODS)}")
         if mixtures < 1:
             raise ValueError(f"mixtures must be >= 1, got {mixtures}")
-        if conditional and num_classes < 2:
-            raise ValueError(f"a conditional PixelCNN needs num_classes >= 2, got {num_classes}")
         self.save_hyperparameters(ignore=["optimizer"], logger=False)
         self.likelihood = likelihood
-        self.conditional, self.num_classes = conditional, num_classes if conditional else 0
+        self._set_conditional(conditional, num_classes)
         out_channels = 256 if likelihood == "softmax" else 3 * mixtures
         self.net = GatedPixelCNN(out_channels, features, layers, kernel, self.num_classes)
 
@@ -91,13 +89,7 @@ class PixelCNN(GenerativeModel):
         no row above that window (equal to a full pass up to float rounding; tests compare them).
         Draws use `generator` on the CPU, so a seed gives the same images on every device.
         """
-        if self.conditional:
-            labels = torch.arange(n) % self.num_classes if labels is None else torch.as_tensor(labels)
-            if labels.shape != (n,) or labels.min() < 0 or labels.max() >= self.num_classes:
-                raise ValueError(f"labels must be (n,) = ({n},) classes in 0..{self.num_classes - 1}, got shape {tuple(labels.shape)}")
-            labels = labels.long().to(self.device)
-        elif labels is not None:
-            raise ValueError("labels need a conditional model: train with model.conditional=true")
+        labels = self.sample_labels(n, labels)
         was_training = self.training
         self.eval()
         _, height, width = self.image_shape

@@ -3,7 +3,9 @@
 The generator projects z to a small square map (7x7 for side 28, 4x4 for side 32) and
 doubles it with 4x4 stride-2 transposed convolutions, BatchNorm and ReLU, ending in tanh.
 The discriminator mirrors it with strided convolutions and LeakyReLU(0.2) and returns one
-logit per image. Imports only torch.
+logit per image. With num_classes > 0 both are class-conditional: the generator reads a
+learned label embedding beside z, the discriminator adds the projection term <embed(y), phi(x)>
+(Miyato & Koyama 2018). Imports only torch.
 """
 
 import torch
@@ -37,23 +39,31 @@ def _norm(kind: str, channels: int) -> nn.Module:
     raise ValueError(f"unknown norm '{kind}': choose one of {', '.join(NORMS)}")
 
 
+def _labels_needed(labels, num_classes: int, n: int) -> None:
+    if num_classes and (labels is None or labels.shape != (n,)):
+        raise ValueError(f"a class-conditional net needs labels of shape ({n},), got {None if labels is None else tuple(labels.shape)}")
+
+
 class DCGANGenerator(nn.Module):
-    """(B, latent_dim) noise -> (B, C, H, W) image in [-1, 1].
+    """(B, latent_dim) noise (and (B,) labels if conditional) -> (B, C, H, W) image in [-1, 1].
 
     Args:
         image_shape: (C, H, W), square with an even side (28, 32, 64, ...).
         latent_dim: size of z.
         base_channels: channels of the last hidden map; each earlier stage doubles them.
+        num_classes: 0 (unconditional) or K: a K x latent_dim label embedding, N(0, 1) at
+            initialisation like z, is concatenated to z (Mirza & Osindero 2014).
     Raises:
-        ValueError: an image shape the stages cannot build.
+        ValueError: an image shape the stages cannot build; in forward, missing labels.
     """
 
-    def __init__(self, image_shape, latent_dim: int = 64, base_channels: int = 64):
+    def __init__(self, image_shape, latent_dim: int = 64, base_channels: int = 64, num_classes: int = 0):
         super().__init__()
         stages, side = dcgan_stages(image_shape)
         widths = [base_channels * 2**i for i in reversed(range(stages))]  # e.g. [256, 128, 64]
+        self.num_classes = num_classes
         self.project = nn.Sequential(
-            nn.Linear(latent_dim, widths[0] * side * side, bias=False),
+            nn.Linear(latent_dim * (2 if num_classes else 1), widths[0] * side * side, bias=False),
             nn.Unflatten(1, (widths[0], side, side)),
             nn.BatchNorm2d(widths[0]),
             nn.ReLU(),
@@ -64,23 +74,30 @@ class DCGANGenerator(nn.Module):
         layers += [nn.ConvTranspose2d(widths[-1], image_shape[0], 4, stride=2, padding=1), nn.Tanh()]
         self.upsample = nn.Sequential(*layers)
         self.apply(_dcgan_init)
+        self.embed = nn.Embedding(num_classes, latent_dim) if num_classes else None  # default init N(0, 1)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        _labels_needed(labels, self.num_classes, len(z))
+        if self.embed is not None:
+            z = torch.cat([z, self.embed(labels).to(z.dtype)], dim=1)
         return self.upsample(self.project(z))
 
 
 class DCGANDiscriminator(nn.Module):
-    """(B, C, H, W) image in [-1, 1] -> (B,) logit (real > fake); a critic for WGAN-GP.
+    """(B, C, H, W) image in [-1, 1] (and (B,) labels if conditional) -> (B,) logit (real > fake); a critic for WGAN-GP.
 
     Args:
         image_shape: (C, H, W), square with an even side (28, 32, 64, ...).
         base_channels: channels of the first stage; each later stage doubles them.
         norm: "batch" (DCGAN), "layer" (per-sample; needed by the gradient penalty) or "none".
+        num_classes: 0 (unconditional) or K: the projection discriminator of Miyato & Koyama
+            2018, D(x, y) = psi(phi(x)) + <embed(y), phi(x)> with phi(x) the flattened last
+            feature map and embed a K x dim(phi) table initialised N(0, 0.02) as the other weights.
     Raises:
-        ValueError: an image shape the stages cannot take, or an unknown norm.
+        ValueError: an image shape the stages cannot take, or an unknown norm; in forward, missing labels.
     """
 
-    def __init__(self, image_shape, base_channels: int = 64, norm: str = "batch"):
+    def __init__(self, image_shape, base_channels: int = 64, norm: str = "batch", num_classes: int = 0):
         super().__init__()
         stages, side = dcgan_stages(image_shape)
         widths = [base_channels * 2**i for i in range(stages)]  # e.g. [64, 128, 256]
@@ -89,17 +106,22 @@ class DCGANDiscriminator(nn.Module):
             layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1, bias=norm == "none"), _norm(norm, c_out), nn.LeakyReLU(0.2)]
         self.features = nn.Sequential(*layers, nn.Flatten())
         self.head = nn.Linear(widths[-1] * side * side, 1)
+        self.num_classes = num_classes
+        self.embed = nn.Embedding(num_classes, widths[-1] * side * side) if num_classes else None
         self.apply(_dcgan_init)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x)).squeeze(1)
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        _labels_needed(labels, self.num_classes, len(x))
+        phi = self.features(x)
+        logit = self.head(phi).squeeze(1)
+        return logit if self.embed is None else logit + (self.embed(labels).to(phi.dtype) * phi).sum(1)
 
 
 def _dcgan_init(module: nn.Module) -> None:
-    """Weights N(0, 0.02), norm scales N(1, 0.02), as Radford et al. 2016."""
-    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+    """Weights (and embedding tables) N(0, 0.02), norm scales N(1, 0.02), as Radford et al. 2016."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
         nn.init.normal_(module.weight, 0.0, 0.02)
-        if module.bias is not None:
+        if getattr(module, "bias", None) is not None:
             nn.init.zeros_(module.bias)
     elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)):
         nn.init.normal_(module.weight, 1.0, 0.02)

@@ -36,7 +36,7 @@ def write_plots(runs: list[dict], out: Path) -> list[Path]:
     paths = []
     for name, fig in zip(FILES, figures):
         paths.append(out / name)
-        _save(fig, out / name)
+        save_figure(fig, out / name)
     return paths
 
 
@@ -127,7 +127,7 @@ def write_guidance_tradeoff(sweep: list[dict], path: Path) -> Path:
     for p in sweep:
         ax.annotate(f"w={p['guidance_scale']:g}", (p["control_accuracy"], p["fid_classifier"]), textcoords="offset points", xytext=(5, 5))
     _finish(ax, "class accuracy of samples (domain classifier)", "FID (classifier)", "Classifier-free guidance: fidelity against quality")
-    _save(fig, path)
+    save_figure(fig, path)
     return path
 
 
@@ -157,7 +157,8 @@ def _finish(ax, xlabel, ylabel, title, log_y=False):
         ax.legend(fontsize=8)
 
 
-def _save(fig: Figure, path: Path) -> None:
+def save_figure(fig: Figure, path: Path) -> None:
+    """Write `fig` as a PNG (110 dpi) to `path` atomically."""
     import io
 
     fig.tight_layout()
