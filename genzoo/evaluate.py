@@ -42,6 +42,21 @@ def locate(target: Path) -> tuple[Path, Path]:
     return run_dir, ckpt
 
 
+def load_trained(cfg, ckpt: Path):
+    """(data module set up, model with the checkpoint's weights in eval mode, device) for a run's config.
+
+    The device is the first GPU when the run's hardware allows one and there is one, else the CPU.
+    """
+    data = instantiate(cfg.data)
+    data.setup()
+    model = build_model(cfg.model, data.image_shape, data.num_classes)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["state_dict"])
+    use_gpu = cfg.hardware.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available()
+    device = torch.device("cuda" if use_gpu else "cpu")
+    return data, model.to(device).eval(), device
+
+
 def evaluate_run(target, overrides=()) -> dict:
     """Score the model of a finished run; returns the evaluation.json payload (see module doc)."""
     run_dir, ckpt = locate(Path(target))
@@ -55,15 +70,7 @@ def evaluate_run(target, overrides=()) -> dict:
         if key in keys or key not in cfg or (key == "budget" and "eval_samples" not in cfg.budget):
             cfg[key] = fresh[key]
 
-    data = instantiate(cfg.data)
-    data.setup()
-    model = build_model(cfg.model, data.image_shape, data.num_classes)
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    model.load_state_dict(state["state_dict"])
-    use_gpu = cfg.hardware.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available()
-    device = torch.device("cuda" if use_gpu else "cpu")
-    model.to(device).eval()
-
+    data, model, device = load_trained(cfg, ckpt)
     out_dir = run_dir / "evaluations" / time.strftime("%Y-%m-%d_%H-%M-%S")
     out_dir.mkdir(parents=True, exist_ok=True)
     budget = for_family(cfg.budget, model.family)

@@ -18,8 +18,14 @@ decode_latents, encode_latents) and its `latent_space`:
   in [0, 1]: the small-scale analogue of attribute vectors in GAN latent spaces (Radford et
   al. 2016, sec. 6.3; Shen et al. 2020).
 The runner writes them into every run directory; `python -m genzoo model=vae
-model.latent_dim=2 data=fashion_mnist` gives the latent map.
+model.latent_dim=2 data=fashion_mnist` gives the latent map. To draw them again from a
+finished run (another seed, other classes to edit), into <run dir>/latent/:
+
+    python -m genzoo.latent <run dir> [--seed 1] [--edit 5 7]
 """
+
+import argparse
+import sys
 
 from pathlib import Path
 
@@ -190,3 +196,38 @@ def write_latent_pictures(model, data, run_dir: Path, seed: int, edit_classes=No
             written.append(run_dir / "attribute_edit.png")
     model.train(was_training)
     return written
+
+
+def main(argv=None) -> None:
+    """Entry point of `python -m genzoo.latent` (see the module docstring)."""
+    parser = argparse.ArgumentParser(prog="python -m genzoo.latent", description="Draw the latent pictures of a finished run.")
+    parser.add_argument("run_dir", type=Path, help="a genzoo run directory (config.yaml, checkpoints/last.ckpt)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the prior draws (default 0)")
+    parser.add_argument("--edit", type=int, nargs=2, metavar=("SOURCE", "TARGET"), help="classes of attribute_edit.png (default: the run's edit_classes)")
+    parser.add_argument("--out", type=Path, help="output folder (default <run dir>/latent)")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    from omegaconf import OmegaConf
+
+    from genzoo.errors import ConfigError, GenzooError, exit_with_error
+    from genzoo.evaluate import load_trained, locate
+    from genzoo.runner import _check_edit_classes
+
+    try:
+        run_dir, ckpt = locate(args.run_dir)
+        cfg = OmegaConf.load(run_dir / "config.yaml")
+        data, model, _ = load_trained(cfg, ckpt)
+        edit = args.edit if args.edit is not None else cfg.get("edit_classes")
+        _check_edit_classes(edit, data.num_classes)
+        if model.latent_space is None:
+            raise ConfigError(f"{model.family} has no latent code: the latent pictures are for ae, vae, gan and ddpm")
+        out = args.out or run_dir / "latent"
+        out.mkdir(parents=True, exist_ok=True)
+        with torch.no_grad():
+            written = write_latent_pictures(model, data, out, args.seed, edit)
+    except GenzooError as err:
+        exit_with_error(err)
+    print("genzoo: wrote " + ", ".join(str(p) for p in written))
+
+
+if __name__ == "__main__":
+    main()

@@ -8,7 +8,7 @@ import torch
 from genzoo import load_config, run
 from genzoo.data.datamodule import to_unit_range
 from genzoo.errors import ConfigError
-from genzoo.latent import attribute_edit, interpolation_grid, latent_map, lerp, slerp
+from genzoo.latent import attribute_edit, interpolation_grid, latent_map, lerp, main, slerp
 from genzoo.models import DDPM, GAN, VAE, PixelCNN
 
 OPT = partial(torch.optim.Adam, lr=1e-3)
@@ -88,6 +88,13 @@ def test_a_two_dimensional_vae_run_writes_the_latent_map_and_bad_edit_classes_st
     run(load_config([*base, "model.latent_dim=2", f"output_dir={tmp_path}"]))
     for name in ("latent_map.png", "interpolation.png", "attribute_edit.png"):
         assert (tmp_path / name).stat().st_size > 1000, name
+    before = (tmp_path / "attribute_edit.png").read_bytes()
+    main([str(tmp_path), "--edit", "0", "1"])  # python -m genzoo.latent <run dir>: from the checkpoint, into <run dir>/latent
+    assert (tmp_path / "latent" / "latent_map.png").is_file() and (tmp_path / "latent" / "attribute_edit.png").read_bytes() != before
+    assert (tmp_path / "attribute_edit.png").read_bytes() == before
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path), "--edit", "0", "10"])
+    assert exit_info.value.code == 2
     with pytest.raises(ConfigError, match=r"edit_classes=\[3, 3\] is invalid"):
         run(load_config([*base, "edit_classes=[3,3]", f"output_dir={tmp_path / 'bad'}"]))
     assert not (tmp_path / "bad" / "checkpoints").exists()
