@@ -61,6 +61,8 @@ RULES: dict[str, Rule] = {
     "data.batch_size": POSITIVE_INT,
     "data.val_fraction": Rule(lambda v: _is_number(v) and 0 < v < 1, "a number in (0, 1)", "0.1"),
     "data.num_workers": Rule(lambda v: _is_int(v) and v >= 0, "a non-negative integer", "0"),
+    "data.loader": one_of("device", "dataloader"),
+    "data.random_flip": Rule(lambda v: isinstance(v, bool), "true or false", "true"),
     "model.latent_dim": POSITIVE_INT,
     "model.hidden_dim": POSITIVE_INT,
     "model.iwae_k": POSITIVE_INT,
