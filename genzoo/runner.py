@@ -138,7 +138,7 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict | None:
         write_latent_pictures(model, data, run_dir, cfg.seed, cfg.get("edit_classes"))
         quality, cards = evaluate(model.sample, data, cfg.eval, n_eval, cfg.seed, run_dir, device=model.device, fake=fake)
         metrics.update(quality)
-        if getattr(model, "conditional", False) and "classifier" in (cfg.eval.extractors or []):
+        if model.conditional and "classifier" in (cfg.eval.extractors or []):
             control, control_cards = _control(model, data, cfg, budget, n_eval, run_dir)
             metrics.update(control)
             cards.update(control_cards)
