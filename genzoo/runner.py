@@ -74,6 +74,7 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict | None:
     model = build_model(cfg.model, data.image_shape, data.num_classes)
     budget = for_family(cfg.budget, model.family)
     hardware = for_family(cfg.hardware, model.family)
+    speed = model.speed_up(hardware.get("compile", False), hardware.get("channels_last", False), hardware.get("fused_optimizer", False))
     data.n_test, data.order_seed = budget["n_test"], cfg.seed
     ckpt_path = _resume_checkpoint(cfg, run_dir, model.family, data)  # a bad checkpoint stops the run here ...
     data.setup("fit")  # ... and a missing dataset here, before the trainer starts
@@ -137,7 +138,7 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict | None:
         write_latent_pictures(model, data, run_dir, cfg.seed, cfg.get("edit_classes"))
         quality, cards = evaluate(model.sample, data, cfg.eval, n_eval, cfg.seed, run_dir, device=model.device, fake=fake)
         metrics.update(quality)
-        if getattr(model, "conditional", False) and "classifier" in (cfg.eval.extractors or []):
+        if model.conditional and "classifier" in (cfg.eval.extractors or []):
             control, control_cards = _control(model, data, cfg, budget, n_eval, run_dir)
             metrics.update(control)
             cards.update(control_cards)
@@ -177,7 +178,8 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict | None:
             "seed": cfg.seed,
             "budget": cfg.budget.name,
             "batch_size": data.batch_size,
-            "hardware": protocol.hardware(trainer.strategy.root_device, hardware["precision"], trainer.world_size, type(trainer.strategy).__name__),
+            "hardware": {**protocol.hardware(trainer.strategy.root_device, hardware["precision"], trainer.world_size, type(trainer.strategy).__name__),
+                         "speed": speed},
             "versions": protocol.versions(),
             "git_commit": protocol.git_commit(),
             "evaluated_weights": "final (last) weights",

@@ -77,3 +77,48 @@ def test_mnist_is_read_where_its_files_are_present(tmp_path):
     dm = ImageDataModule("mnist", root=str(tmp_path), download=False, n_test=10)
     dm.setup()
     assert len(dm.train_set) == 54000 and dm.test_set.images.shape == (10, 1, 28, 28)
+
+
+def _module(data_root, loader, flip=False, resume=(0, 0)):
+    dm = ImageDataModule("fashion_mnist", root=str(data_root), batch_size=500, n_test=1000, loader=loader, random_flip=flip)
+    dm.order_seed = 3
+    dm.resume_at(*resume)
+    dm.setup("fit")
+    return dm
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_device_path_gives_the_dataloader_paths_batches_in_the_same_order(fashion, data_root, flip):
+    device, loader = (_module(data_root, kind, flip, resume=(1, 7)).train_dataloader() for kind in ("device", "dataloader"))
+    assert type(device).__name__ == "DeviceBatches" and len(device) == len(loader) == 54000 // 500
+    for epoch in (1, 2):  # the resumed epoch (7 batches skipped), then a whole one
+        device.sampler.set_epoch(epoch)
+        loader.sampler.set_epoch(epoch)
+        a, b = list(device), list(loader)
+        assert len(a) == len(b) == 108 - (7 if epoch == 1 else 0)
+        assert all(torch.equal(x, u) and torch.equal(y, v) for (x, y), (u, v) in zip(a, b))
+    val_a, val_b = _module(data_root, "device").val_dataloader(), _module(data_root, "dataloader").val_dataloader()
+    assert all(torch.equal(x, u) for (x, _), (u, _) in zip(val_a, val_b)) and len(val_a) == len(val_b) == 12
+
+
+def test_random_flip_mirrors_about_half_of_the_images_a_new_half_each_epoch(data_root):
+    dm = _module(data_root, "device", flip=True)
+    plain = _module(data_root, "device").train_dataloader()
+    flipped = dm.train_dataloader()
+    (x, _), (f, _) = next(iter(plain)), next(iter(flipped))
+    mirrored = (f == x.flip(-1)).flatten(1).all(1) & ~(f == x).flatten(1).all(1)
+    assert torch.equal(mirrored | (f == x).flatten(1).all(1), torch.ones(500, dtype=torch.bool))  # each is x or its mirror
+    assert 0.4 < mirrored.float().mean() < 0.6
+    assert not torch.equal(flipped.sampler.flips(), (flipped.sampler.set_epoch(1), flipped.sampler.flips())[1])
+
+
+def test_device_path_shards_each_epoch_into_disjoint_equal_shares_under_ddp(fashion):
+    from genzoo.data.device import DeviceBatches
+    from genzoo.data.sampler import EpochSampler
+
+    images, labels = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1), torch.arange(10)
+    shares = [torch.cat([y for _, y in DeviceBatches(images, labels, 2, EpochSampler(10, 0), drop_last=True, rank=r, world_size=3)])
+              for r in range(3)]
+    assert [len(s) for s in shares] == [2, 2, 2] and len(set(torch.cat(shares).tolist())) == 6
+    with pytest.raises(ValueError, match="unknown loader 'gpu'"):
+        ImageDataModule("fashion_mnist", loader="gpu")

@@ -6,16 +6,19 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from genzoo.data.device import DeviceBatches, flip_where, to_unit_range
 from genzoo.data.sampler import EpochSampler
 from genzoo.data.sources import dataset_spec, load_split
 from genzoo.paths import default_data_root
 
 
 class UInt8Images(Dataset):
-    """Images held as one uint8 tensor, served as float batches in [-1, 1].
+    """Images held as one uint8 tensor, served as float batches in [-1, 1] (the DataLoader path).
 
     `__getitems__` lets the DataLoader fetch a whole batch with one indexing op instead of
     one Python call per image (the per-image path costs more than a small model's step).
+    Items are indices, or (index, flip) pairs from an EpochSampler with `flip=True`, whose
+    flipped images are mirrored (the decision travels with the index, so workers need no state).
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor):
@@ -24,22 +27,24 @@ class UInt8Images(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, i):
-        return to_unit_range(self.images[i]), self.labels[i]
+    def __getitem__(self, item):
+        x, y = self.__getitems__([item])
+        return x[0], y[0]
 
-    def __getitems__(self, indices):
-        idx = torch.as_tensor(indices)
-        return to_unit_range(self.images[idx]), self.labels[idx]
-
-
-def to_unit_range(images: torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] -> float32 [-1, 1] (x / 127.5 - 1: 0 -> -1, 255 -> 1, 256 evenly spaced levels)."""
-    return images.float().div_(127.5).sub_(1.0)
+    def __getitems__(self, items):
+        if items and isinstance(items[0], (tuple, list)):
+            idx, flips = (torch.as_tensor(v) for v in zip(*items))
+            return flip_where(to_unit_range(self.images.index_select(0, idx)), flips), self.labels.index_select(0, idx)
+        idx = torch.as_tensor(items)
+        return to_unit_range(self.images.index_select(0, idx)), self.labels.index_select(0, idx)
 
 
 def _collated(batch):
     """Collate function for UInt8Images.__getitems__, whose output is already a batch."""
     return batch
+
+
+LOADERS = ("device", "dataloader")
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -58,6 +63,11 @@ class ImageDataModule(L.LightningDataModule):
         split_seed: seed of the train/val permutation.
         num_workers: DataLoader worker processes (0 is fastest for in-memory tensors).
         n_test: evaluate on the first n test images; None for the whole test split.
+        loader: "device" (default): each split is copied once, as uint8, to the training
+            device and batches are cut there (genzoo/data/device.py); "dataloader": a torch
+            DataLoader over CPU tensors, for datasets that do not fit on the device. Both give
+            the same batches in the same order.
+        random_flip: mirror training images left-right with probability 1/2 (CIFAR-10).
 
     Batches are `(images, labels)`: float32 (B, C, H, W) in [-1, 1] and int64 (B,).
     Raises DatasetNotFoundError (from setup) when the files are missing and not downloadable.
@@ -73,9 +83,16 @@ class ImageDataModule(L.LightningDataModule):
         split_seed: int = 0,
         num_workers: int = 0,
         n_test: int | None = None,
+        loader: str = "device",
+        random_flip: bool = False,
     ):
         super().__init__()
+        if loader not in LOADERS:
+            raise ValueError(f"unknown loader '{loader}': choose one of {', '.join(LOADERS)}")
         self.spec = dataset_spec(name)
+        self.loader, self.random_flip = loader, random_flip
+        self._on_device = {}  # (split, device) -> (images, labels) copied there
+        self.device = None  # device path without a Trainer (benchmarks, notebooks): where the splits go (None: CPU)
         self.name = name
         self.root = Path(root).expanduser() if root else default_data_root()
         self.download = download
@@ -129,11 +146,13 @@ class ImageDataModule(L.LightningDataModule):
         self.test_set = UInt8Images(images[:n], labels[:n])
         self.test_images, self.test_labels = images, labels  # the whole test split (uint8, int64), for the evaluation harness
 
-    def _loader(self, dataset, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset, shuffle: bool):
         sampler = None
         if shuffle:  # a seeded order per epoch that a resumed run re-enters (see genzoo/data/sampler.py)
             epoch, batches = self._start
-            sampler = EpochSampler(len(dataset), self.order_seed, epoch, skip=batches * self.batch_size)
+            sampler = EpochSampler(len(dataset), self.order_seed, epoch, skip=batches * self.batch_size, flip=self.random_flip)
+        if self.loader == "device":
+            return self._device_batches(dataset, sampler, shuffle)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
@@ -146,6 +165,18 @@ class ImageDataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
             collate_fn=_collated,
         )
+
+    def _device_batches(self, dataset, sampler, shuffle: bool) -> DeviceBatches:
+        trainer = self.trainer
+        device = trainer.strategy.root_device if trainer is not None else torch.device(self.device or "cpu")
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        key = (id(dataset), str(device))
+        if key not in self._on_device:
+            self._on_device[key] = (dataset.images.to(device), dataset.labels.to(device))
+        if sampler is not None:
+            sampler.flip = False  # the device path flips by the sampler's mask itself
+        return DeviceBatches(*self._on_device[key], self.batch_size, sampler, flip=self.random_flip and shuffle,
+                             drop_last=shuffle, rank=rank, world_size=world)
 
     def train_dataloader(self):
         return self._loader(self.train_set, shuffle=True)

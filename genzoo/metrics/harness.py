@@ -73,13 +73,16 @@ def generate(sample: Callable[..., torch.Tensor], n: int, batch_size: int, seed:
     """n images (n, C, H, W) in [-1, 1] on the CPU from `sample(k, generator=...)`, one seeded generator.
 
     With `labels` (n,), each batch is drawn as sample(k, generator=..., labels=<its labels>).
+    Batches are drawn under torch.inference_mode (no autograd bookkeeping); the result,
+    concatenated outside it, is an ordinary tensor.
     """
     generator = torch.Generator().manual_seed(seed)
     batches = []
-    for start in range(0, n, batch_size):
-        k = min(batch_size, n - start)
-        extra = {} if labels is None else {"labels": labels[start : start + k]}
-        batches.append(sample(k, generator=generator, **extra).cpu())
+    with torch.inference_mode():
+        for start in range(0, n, batch_size):
+            k = min(batch_size, n - start)
+            extra = {} if labels is None else {"labels": labels[start : start + k]}
+            batches.append(sample(k, generator=generator, **extra).cpu())
     return torch.cat(batches)
 
 

@@ -1,7 +1,10 @@
 """The interface every family implements, so the runner and the metrics never look inside."""
 
+from functools import partial
+
 import lightning as L
 import torch
+from torch.optim.swa_utils import AveragedModel
 
 
 class GenerativeModel(L.LightningModule):
@@ -24,6 +27,7 @@ class GenerativeModel(L.LightningModule):
     # "encoder": codes of images and of the prior (AE, VAE); "prior": codes of the prior only (GAN,
     # DDPM's x_T); None: no latent code (PixelCNN).
     latent_space: str | None = None
+    channels_last: bool = False  # batches arrive in channels_last memory format (set by speed_up)
 
     def __init__(self, image_shape, optimizer):
         super().__init__()
@@ -80,6 +84,40 @@ class GenerativeModel(L.LightningModule):
     def protocol(self) -> dict:
         """How this family's metrics were computed, for the protocol card (override to add)."""
         return {}
+
+    def uncompiled_nets(self) -> dict[str, str]:
+        """Child nets that `speed_up(compile=True)` leaves in eager mode, each with the reason (override)."""
+        return {}
+
+    def speed_up(self, compile: bool = False, channels_last: bool = False, fused_optimizer: bool = False) -> dict:
+        """Apply a hardware preset's speed options before training; returns what was done, for the protocol card.
+
+        compile: torch.compile each child net in place (nn.Module.compile: checkpoints keep their
+            keys; an EMA copy's inner net is compiled too, so sampling runs compiled), except
+            those `uncompiled_nets` names. channels_last: parameters and batches in NHWC order
+            (faster convolutions on tensor cores). fused_optimizer: the optimiser's fused
+            kernel (torch's `fused=True`, CUDA and CPU for Adam/AdamW/SGD).
+        """
+        done = {"compiled": [], "left_eager": {}, "channels_last": channels_last, "fused_optimizer": fused_optimizer}
+        if compile:
+            left = self.uncompiled_nets()
+            for name, child in self.named_children():
+                if name in left:
+                    done["left_eager"][name] = left[name]
+                elif any(True for _ in child.parameters()):
+                    (child.module if isinstance(child, AveragedModel) else child).compile()
+                    done["compiled"].append(name)
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
+            self.channels_last = True
+        if fused_optimizer:
+            self.optimizer = partial(self.optimizer, fused=True)
+        return done
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        if self.channels_last:
+            return (batch[0].contiguous(memory_format=torch.channels_last), *batch[1:])
+        return batch
 
     def trainable_parameters(self):
         """The parameters the optimiser updates (and `params` in metrics.json counts)."""

@@ -88,6 +88,11 @@ class GAN(GenerativeModel):
             self.optimizer(self.discriminator.parameters(), betas=self.betas),
         )
 
+    def uncompiled_nets(self) -> dict[str, str]:
+        if self.loss_name == "wgan-gp":
+            return {"discriminator": "the gradient penalty differentiates D's gradient (double backward), which torch.compile does not support"}
+        return {}
+
     def trainable_parameters(self):
         yield from self.generator.parameters()
         yield from self.discriminator.parameters()

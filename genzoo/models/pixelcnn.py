@@ -53,6 +53,9 @@ class PixelCNN(GenerativeModel):
         out_channels = 256 if likelihood == "softmax" else 3 * mixtures
         self.net = GatedPixelCNN(out_channels, features, layers, kernel, self.num_classes)
 
+    def uncompiled_nets(self) -> dict[str, str]:
+        return {"net": "sampling runs the net on a crop that changes shape at every row, a recompilation each"}
+
     def log_prob(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Exact log p(x) (log p(x | y) when conditional) per image in nats: x (B, 1, H, W) in [-1, 1] -> (B,)."""
         out = self.net(x, labels if self.conditional else None)

@@ -1,0 +1,88 @@
+"""Training throughput per family: plain (eager, float32, NCHW, unfused Adam) against the fast preset.
+
+    python benchmarks/training_step.py [--families ae,vae,gan,ddpm,pixelcnn] [--steps 30] [--warmup 5] [--device cuda]
+
+For each family, its default config on Fashion-MNIST batches (the on-device data path,
+batch 128) trains --warmup + --steps optimiser steps through Lightning twice: plain, and
+with the speed options of hardware=gpu_fast (torch.compile where the family allows it,
+channels_last, fused Adam, and its precision: bf16-mixed for AE and GAN, float32 for
+the likelihood families). Prints training images/s over the --steps timed steps (the
+warm-up, which includes compilation, is excluded) and the ratio. On a CPU the preset's
+bf16 autocast is left off (CPU bf16 is emulated on most CPUs); the precision column says
+what ran.
+"""
+
+import argparse
+import time
+
+import lightning as L
+import torch
+
+from genzoo import protocol
+from genzoo.config import for_family, load_config
+from genzoo.data import ImageDataModule
+from genzoo.runner import build_model
+
+
+class StepTimer(L.Callback):
+    """Wall time of the training batches after the first `warmup` (CUDA synchronised)."""
+
+    def __init__(self, warmup: int):
+        self.warmup, self.images, self.start, self.seconds = warmup, 0, None, 0.0
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if batch_idx >= self.warmup:
+            _sync()
+            self.start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if self.start is not None:
+            _sync()
+            self.seconds += time.perf_counter() - self.start
+            self.images += len(batch[0])
+            self.start = None
+
+
+def _sync():
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+def images_per_second(family: str, fast: bool, device: torch.device, warmup: int, steps: int) -> tuple[float, str]:
+    cfg = load_config([f"model={family}", "data=fashion_mnist", "hardware=gpu_fast"])
+    preset = for_family(cfg.hardware, family)
+    precision = preset["precision"] if fast and device.type == "cuda" else "32-true"
+    data = ImageDataModule("fashion_mnist", batch_size=128)
+    data.setup("fit")
+    L.seed_everything(0, verbose=False)
+    model = build_model(cfg.model, data.image_shape, data.num_classes)
+    if fast:
+        model.speed_up(preset["compile"], preset["channels_last"], preset["fused_optimizer"])
+    timer = StepTimer(warmup)
+    trainer = L.Trainer(accelerator=device.type, devices=1, precision=precision, max_epochs=1, limit_train_batches=warmup + steps,
+                        limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[timer])
+    trainer.fit(model, datamodule=data)
+    return timer.images / timer.seconds, precision
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--families", default="ae,vae,gan,ddpm,pixelcnn")
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    hw = protocol.hardware(device, "32-true")
+    print(f"fashion_mnist, batch 128, {args.steps} timed steps after {args.warmup} warm-up; {hw['device']} "
+          f"({hw['torch_threads']} threads); torch {torch.__version__}; genzoo {protocol.git_commit()}")
+    for family in args.families.split(","):
+        plain, _ = images_per_second(family, False, device, args.warmup, args.steps)
+        fast, precision = images_per_second(family, True, device, args.warmup, args.steps)
+        print(f"   {family:<9} plain {plain:9.0f} img/s   preset ({precision}, compile/channels_last/fused) {fast:9.0f} img/s   "
+              f"ratio {fast / plain:5.2f}x", flush=True)
+
+
+if __name__ == "__main__":
+    main()
