@@ -110,14 +110,11 @@ class GenerativeModel(L.LightningModule):
         if channels_last:
             self.to(memory_format=torch.channels_last)
             self.channels_last = True
+            # set here, not as a method: an overridden hook makes Lightning warn on every run
+            self.on_after_batch_transfer = _channels_last_batch
         if fused_optimizer:
             self.optimizer = partial(self.optimizer, fused=True)
         return done
-
-    def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        if self.channels_last:
-            return (batch[0].contiguous(memory_format=torch.channels_last), *batch[1:])
-        return batch
 
     def trainable_parameters(self):
         """The parameters the optimiser updates (and `params` in metrics.json counts)."""
@@ -135,3 +132,8 @@ class GenerativeModel(L.LightningModule):
         """D = C * H * W, the number of dimensions bits/dim divides by."""
         c, h, w = self.image_shape
         return c * h * w
+
+
+def _channels_last_batch(batch, dataloader_idx: int):
+    """Lightning's on_after_batch_transfer under channels_last: the images in NHWC memory order."""
+    return (batch[0].contiguous(memory_format=torch.channels_last), *batch[1:])
