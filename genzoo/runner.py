@@ -64,6 +64,7 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict | None:
     Interrupted after SIGTERM/SIGINT (a checkpoint saved, metrics.json status
     "interrupted"); CheckpointWriteError when a checkpoint cannot be written.
     """
+    commit = protocol.git_commit()  # the code this run starts with (files may change while it trains)
     validate(cfg)
     _check_launch(cfg)
     run_dir = _output_dir(cfg)
@@ -181,7 +182,7 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict | None:
             "hardware": {**protocol.hardware(trainer.strategy.root_device, hardware["precision"], trainer.world_size, type(trainer.strategy).__name__),
                          "speed": speed},
             "versions": protocol.versions(),
-            "git_commit": protocol.git_commit(),
+            "git_commit": commit,
             "evaluated_weights": "final (last) weights",
             "eval_sampling": "one seeded generator" if trainer.world_size == 1 else f"{trainer.world_size} ranks draw equal shares, seeds genzoo.distributed.rank_seed",
             "time_to_quality": "train seconds until the quality curve first comes within 10% of its final value (genzoo.callbacks.time_to_quality)",
