@@ -107,8 +107,9 @@ def test_projection_discriminator_adds_the_inner_product_of_label_embedding_and_
     model = GAN((1, 28, 28), partial(torch.optim.Adam, lr=2e-4), latent_dim=8, base_channels=8, conditional=True, num_classes=10)
     d = model.discriminator.eval()
     x, labels = torch.rand(4, 1, 28, 28) * 2 - 1, torch.tensor([0, 3, 3, 9])
-    phi = d.features(x)
-    expected = d.head(phi).squeeze(1) + (d.embed.weight[labels] * phi).sum(1)  # Miyato & Koyama 2018, eq. 3
+    h = d.features(x)  # (B, channels, side, side)
+    phi = h.sum((2, 3))  # global sum pooling
+    expected = d.head(h.flatten(1)).squeeze(1) + (d.embed.weight[labels] * phi).sum(1)  # Miyato & Koyama 2018, eq. 3
     assert torch.allclose(d(x, labels), expected, atol=1e-6)
     z = torch.randn(4, 8)
     g = model.generator.eval()

@@ -91,8 +91,10 @@ class DCGANDiscriminator(nn.Module):
         base_channels: channels of the first stage; each later stage doubles them.
         norm: "batch" (DCGAN), "layer" (per-sample; needed by the gradient penalty) or "none".
         num_classes: 0 (unconditional) or K: the projection discriminator of Miyato & Koyama
-            2018, D(x, y) = psi(phi(x)) + <embed(y), phi(x)> with phi(x) the flattened last
-            feature map and embed a K x dim(phi) table initialised N(0, 0.02) as the other weights.
+            2018, D(x, y) = psi(h(x)) + <embed(y), phi(x)>, with h(x) the last feature map,
+            psi the linear head on it, phi(x) = h(x) summed over positions (their global sum
+            pooling; one value per channel) and embed a K x channels table initialised
+            N(0, 0.02) as the other weights.
     Raises:
         ValueError: an image shape the stages cannot take, or an unknown norm; in forward, missing labels.
     """
@@ -104,17 +106,19 @@ class DCGANDiscriminator(nn.Module):
         layers = [nn.Conv2d(image_shape[0], widths[0], 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
         for c_in, c_out in zip(widths, widths[1:]):
             layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1, bias=norm == "none"), _norm(norm, c_out), nn.LeakyReLU(0.2)]
-        self.features = nn.Sequential(*layers, nn.Flatten())
+        self.features = nn.Sequential(*layers)  # (B, widths[-1], side, side)
         self.head = nn.Linear(widths[-1] * side * side, 1)
         self.num_classes = num_classes
-        self.embed = nn.Embedding(num_classes, widths[-1] * side * side) if num_classes else None
+        self.embed = nn.Embedding(num_classes, widths[-1]) if num_classes else None
         self.apply(_dcgan_init)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         _labels_needed(labels, self.num_classes, len(x))
-        phi = self.features(x)
-        logit = self.head(phi).squeeze(1)
-        return logit if self.embed is None else logit + (self.embed(labels).to(phi.dtype) * phi).sum(1)
+        h = self.features(x)
+        logit = self.head(h.flatten(1)).squeeze(1)
+        if self.embed is None:
+            return logit
+        return logit + (self.embed(labels).to(h.dtype) * h.sum((2, 3))).sum(1)
 
 
 def _dcgan_init(module: nn.Module) -> None:
