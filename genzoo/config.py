@@ -182,3 +182,13 @@ def for_family(section: DictConfig, family: str) -> dict:
 
 
 _ABSENT = object()
+
+
+def check_edit_classes(edit, num_classes: int) -> None:
+    """Raise ConfigError unless `edit_classes` is null or two different classes of the data."""
+    if edit is None:
+        return
+    edit = list(edit) if OmegaConf.is_config(edit) or isinstance(edit, (list, tuple)) else [edit]
+    if len(edit) != 2 or edit[0] == edit[1] or not all(isinstance(c, int) and 0 <= c < num_classes for c in edit):
+        raise ConfigError(f"edit_classes={edit} is invalid: it must be two different classes in 0..{num_classes - 1} "
+                          "(e.g. edit_classes=[7,9]) or null")

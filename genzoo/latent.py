@@ -208,16 +208,16 @@ def main(argv=None) -> None:
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     from omegaconf import OmegaConf
 
+    from genzoo.config import check_edit_classes
     from genzoo.errors import ConfigError, GenzooError, exit_with_error
     from genzoo.evaluate import load_trained, locate
-    from genzoo.runner import _check_edit_classes
 
     try:
         run_dir, ckpt = locate(args.run_dir)
         cfg = OmegaConf.load(run_dir / "config.yaml")
         data, model, _ = load_trained(cfg, ckpt)
         edit = args.edit if args.edit is not None else cfg.get("edit_classes")
-        _check_edit_classes(edit, data.num_classes)
+        check_edit_classes(edit, data.num_classes)
         if model.latent_space is None:
             raise ConfigError(f"{model.family} has no latent code: the latent pictures are for ae, vae, gan and ddpm")
         out = args.out or run_dir / "latent"

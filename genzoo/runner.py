@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from genzoo import protocol
 from genzoo.artifacts import interleave_rows, save_grid, write_json
 from genzoo.callbacks import DivergenceMonitor, QualityCurve, SampleGridLogger, TrainingClock, TrainingDiverged, time_to_quality
-from genzoo.config import for_family, validate
+from genzoo.config import check_edit_classes, for_family, validate
 from genzoo.data.datamodule import to_unit_range
 from genzoo.distributed import generate_across_ranks
 from genzoo.errors import ConfigError, Interrupted
@@ -71,7 +71,7 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict | None:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     data = instantiate(cfg.data)
-    _check_edit_classes(cfg.get("edit_classes"), data.num_classes)
+    check_edit_classes(cfg.get("edit_classes"), data.num_classes)
     model = build_model(cfg.model, data.image_shape, data.num_classes)
     budget = for_family(cfg.budget, model.family)
     hardware = for_family(cfg.hardware, model.family)
@@ -290,16 +290,6 @@ def _check_launch(cfg: DictConfig) -> None:
             "hardware with strategy=ddp cannot run inside a local Hydra multirun (Lightning relaunches the command per device): "
             "run each job on its own, or sweep with hardware=slurm (one task per device)"
         )
-
-
-def _check_edit_classes(edit, num_classes: int) -> None:
-    """Raise ConfigError unless `edit_classes` is null or two different classes of the data."""
-    if edit is None:
-        return
-    edit = list(edit) if OmegaConf.is_config(edit) or isinstance(edit, (list, tuple)) else [edit]
-    if len(edit) != 2 or edit[0] == edit[1] or not all(isinstance(c, int) and 0 <= c < num_classes for c in edit):
-        raise ConfigError(f"edit_classes={edit} is invalid: it must be two different classes in 0..{num_classes - 1} "
-                          "(e.g. edit_classes=[7,9]) or null")
 
 
 def _logger(cfg: DictConfig, run_dir: Path):
