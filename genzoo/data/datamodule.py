@@ -150,7 +150,9 @@ class ImageDataModule(L.LightningDataModule):
         sampler = None
         if shuffle:  # a seeded order per epoch that a resumed run re-enters (see genzoo/data/sampler.py)
             epoch, batches = self._start
-            sampler = EpochSampler(len(dataset), self.order_seed, epoch, skip=batches * self.batch_size, flip=self.random_flip)
+            # the DataLoader path takes flips as (index, flip) pairs; the device path flips by the sampler's mask itself
+            pairs = self.random_flip and self.loader == "dataloader"
+            sampler = EpochSampler(len(dataset), self.order_seed, epoch, skip=batches * self.batch_size, flip=pairs)
         if self.loader == "device":
             return self._device_batches(dataset, sampler, shuffle)
         return DataLoader(
@@ -173,8 +175,6 @@ class ImageDataModule(L.LightningDataModule):
         key = (id(dataset), str(device))
         if key not in self._on_device:
             self._on_device[key] = (dataset.images.to(device), dataset.labels.to(device))
-        if sampler is not None:
-            sampler.flip = False  # the device path flips by the sampler's mask itself
         return DeviceBatches(*self._on_device[key], self.batch_size, sampler, flip=self.random_flip and shuffle,
                              drop_last=shuffle, rank=rank, world_size=world)
 
