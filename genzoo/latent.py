@@ -109,7 +109,8 @@ def encode_all(model, images: torch.Tensor, batch_size: int = 500) -> torch.Tens
 
 
 @torch.no_grad()
-def latent_map(model, test_images: torch.Tensor, test_labels: torch.Tensor, class_names, side: int = 15) -> Figure:
+def latent_map(model, test_images: torch.Tensor, test_labels: torch.Tensor, class_names, side: int = 15,
+               codes: torch.Tensor | None = None) -> Figure:
     """The 2-D latent map of an encoder family with a 2-d code (see the module docstring).
 
     Left: every test image's code, coloured by class (legend: class_names). Right: the
@@ -119,7 +120,7 @@ def latent_map(model, test_images: torch.Tensor, test_labels: torch.Tensor, clas
     """
     if model.latent_space != "encoder" or model.conditional:
         raise ValueError(f"the latent map needs an unconditional encoder family (ae or vae), got {model.family}")
-    codes = encode_all(model, test_images)
+    codes = encode_all(model, test_images) if codes is None else codes
     if codes.shape[1] != 2:
         raise ValueError(f"the latent map needs a 2-d code, got latent_dim={codes.shape[1]}: run with model.latent_dim=2")
     lo, hi = np.percentile(codes.numpy(), [1, 99], axis=0)
@@ -146,7 +147,7 @@ def latent_map(model, test_images: torch.Tensor, test_labels: torch.Tensor, clas
 
 @torch.no_grad()
 def attribute_edit(model, test_images: torch.Tensor, test_labels: torch.Tensor, source: int, target: int,
-                   rows: int = 6, steps: int = 6) -> tuple[torch.Tensor, int]:
+                   rows: int = 6, steps: int = 6, codes: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
     """Test images of class `source` moved towards class `target` along the difference of class-mean codes.
 
     d = mean code of the test images of `target` - that of `source`; row r: the r-th test
@@ -159,7 +160,7 @@ def attribute_edit(model, test_images: torch.Tensor, test_labels: torch.Tensor, 
     for c in (source, target):
         if not (test_labels == c).any():
             raise ValueError(f"class {c} has no test images: pick eval.edit_classes among {test_labels.unique().tolist()}")
-    codes = encode_all(model, test_images)
+    codes = encode_all(model, test_images) if codes is None else codes
     direction = codes[test_labels == target].mean(0) - codes[test_labels == source].mean(0)
     chosen = (test_labels == source).nonzero().squeeze(1)[:rows]
     alphas = torch.linspace(0, 1, steps)
@@ -185,13 +186,15 @@ def write_latent_pictures(model, data, run_dir: Path, seed: int, edit_classes=No
     save_grid(images, run_dir / "interpolation.png", nrow=per_row)
     written.append(run_dir / "interpolation.png")
     if model.latent_space == "encoder" and not model.conditional:
-        if model.hparams.get("latent_dim") == 2:
+        two_d = model.hparams.get("latent_dim") == 2
+        codes = encode_all(model, data.test_images) if two_d or edit_classes is not None else None  # once, for both pictures
+        if two_d:
             from genzoo.report.plots import save_figure
 
-            save_figure(latent_map(model, data.test_images, data.test_labels, data.class_names), run_dir / "latent_map.png")
+            save_figure(latent_map(model, data.test_images, data.test_labels, data.class_names, codes=codes), run_dir / "latent_map.png")
             written.append(run_dir / "latent_map.png")
         if edit_classes is not None:
-            images, per_row = attribute_edit(model, data.test_images, data.test_labels, *edit_classes)
+            images, per_row = attribute_edit(model, data.test_images, data.test_labels, *edit_classes, codes=codes)
             save_grid(images, run_dir / "attribute_edit.png", nrow=per_row)
             written.append(run_dir / "attribute_edit.png")
     model.train(was_training)
