@@ -1,15 +1,15 @@
 """DDIM against ancestral sampling from one trained DDPM: time and classifier FID, as ratios.
 
-    python benchmarks/sampling.py <ddpm run dir> [--n 256] [--ddim-steps 50] [--guidance-scale 0] [--batch-size 128]
+    python benchmarks/sampling.py <ddpm run dir> [--n 256] [--ddim-steps 50] [--eta 0 [0.5 1]] [--guidance-scale 0] [--batch-size 128]
 
-Loads the run's EMA weights (checkpoints/last.ckpt) and draws --n images twice with the
-same seed: DDIM (eta 0, --ddim-steps net evaluations per step count) and ancestral
-sampling over all T steps (Ho et al. 2020). Prints for each the sampling seconds and
-images/s (the whole draw, inference mode, in batches of --batch-size), and the classifier
-FID (genzoo's domain classifier, penultimate features) against the first --n test images;
-then the time ratio (ancestral / DDIM) and the FID gap (DDIM / ancestral - 1). A
-conditional DDPM draws balanced labels (i mod K) with guidance scale --guidance-scale
-(0: the plain conditional model, one net pass per step).
+Loads the run's EMA weights (checkpoints/last.ckpt) and draws --n images with the same
+seed by DDIM (--ddim-steps net evaluations, once per --eta; eta 0 is deterministic DDIM,
+Song et al. 2021) and by ancestral sampling over all T steps (Ho et al. 2020). Prints for
+each the sampling seconds and images/s (the whole draw, inference mode, in batches of
+--batch-size), and the classifier FID (genzoo's domain classifier, penultimate features)
+against the first --n test images; then, per eta, the time ratio (ancestral / DDIM) and
+the FID gap (DDIM / ancestral - 1). A conditional DDPM draws balanced labels (i mod K)
+with guidance scale --guidance-scale (0: the plain conditional model, one net pass per step).
 """
 
 import argparse
@@ -30,6 +30,7 @@ def main():
     parser.add_argument("run_dir")
     parser.add_argument("--n", type=int, default=256)
     parser.add_argument("--ddim-steps", type=int, default=50)
+    parser.add_argument("--eta", type=float, nargs="+", default=[0.0], help="DDIM noise scale(s), each >= 0")
     parser.add_argument("--guidance-scale", type=float, default=0.0)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
@@ -49,8 +50,9 @@ def main():
     real_stats = feature_statistics(real)
     labels = torch.arange(args.n) % model.num_classes if model.conditional else None
     guidance = {"guidance_scale": args.guidance_scale} if model.conditional else {}
+    runs = {f"ddim eta={eta:g}": {"sampler": "ddim", "steps": args.ddim_steps, "eta": eta} for eta in args.eta}
     results = {}
-    for name, kwargs in (("ddim", {"sampler": "ddim", "steps": args.ddim_steps}), ("ancestral", {"sampler": "ancestral"})):
+    for name, kwargs in (*runs.items(), ("ancestral", {"sampler": "ancestral"})):
         def sample(k, generator=None, **extra):
             return model.sample(k, generator=generator, **kwargs, **guidance, **extra)
 
@@ -59,11 +61,13 @@ def main():
         seconds = time.perf_counter() - start
         features, _ = extract(extractor, lambda a, b: images[a:b], args.n, 500)
         fid = frechet_distance(*real_stats, *feature_statistics(features))
-        nfe = (args.ddim_steps if name == "ddim" else model.schedule.num_steps) * (2 if model.conditional and args.guidance_scale > 0 else 1)
+        nfe = (args.ddim_steps if name in runs else model.schedule.num_steps) * (2 if model.conditional and args.guidance_scale > 0 else 1)
         results[name] = (seconds, fid)
-        print(f"   {name:<10} {nfe:5d} NFE/image  {seconds:8.1f} s  {args.n / seconds:8.2f} img/s  classifier FID {fid:8.2f}")
-    (t_ddim, fid_ddim), (t_anc, fid_anc) = results["ddim"], results["ancestral"]
-    print(f"   ancestral / DDIM time = {t_anc / t_ddim:.1f}x;  DDIM FID / ancestral FID - 1 = {fid_ddim / fid_anc - 1:+.1%}")
+        print(f"   {name:<14} {nfe:5d} NFE/image  {seconds:8.1f} s  {args.n / seconds:8.2f} img/s  classifier FID {fid:8.2f}", flush=True)
+    t_anc, fid_anc = results["ancestral"]
+    for name in runs:
+        t_ddim, fid_ddim = results[name]
+        print(f"   {name}: ancestral / DDIM time = {t_anc / t_ddim:.1f}x;  DDIM FID / ancestral FID - 1 = {fid_ddim / fid_anc - 1:+.1%}")
 
 
 if __name__ == "__main__":

@@ -91,6 +91,20 @@ def test_sample_shape_range_determinism_and_samplers():
         _model(sample_steps=101)
 
 
+def test_sample_eta_overrides_the_configured_eta():
+    torch.manual_seed(0)
+    model = _model(eta=0.0)
+
+    def draw(**kw):
+        return model.sample(2, generator=torch.Generator().manual_seed(1), steps=10, **kw)
+
+    assert torch.equal(draw(), draw(eta=0.0))  # None takes the config's eta
+    stochastic = draw(eta=1.0)
+    assert not torch.equal(draw(), stochastic) and model.eta == 0.0  # the call does not change the model
+    model.eta = 1.0
+    assert torch.equal(draw(), stochastic)
+
+
 def test_ddpm_run_end_to_end(data_root, tmp_path):
     import json
     import math

@@ -158,11 +158,11 @@ class DDPM(GenerativeModel):
 
     @torch.no_grad()
     def sample(self, n: int, generator=None, sampler: str | None = None, steps: int | None = None,
-               labels: torch.Tensor | None = None, guidance_scale: float | None = None) -> torch.Tensor:
+               labels: torch.Tensor | None = None, guidance_scale: float | None = None, eta: float | None = None) -> torch.Tensor:
         """n images (n, C, H, W) in [-1, 1] from the EMA net.
 
-        sampler: "ddim" (default, `steps` net evaluations, eta from the config) or
-        "ancestral" (all T steps); None takes the config's choice. A conditional model draws
+        sampler: "ddim" (default, `steps` net evaluations with noise scale `eta`; None takes
+        the config's steps and eta) or "ancestral" (all T steps); None takes the config's choice. A conditional model draws
         image i of class labels[i] (default: i mod num_classes, balanced) with classifier-free
         guidance scale `guidance_scale` (default: the config's; 0 = no guidance).
         Raises ValueError for labels on an unconditional model, or of the wrong shape or range.
@@ -172,7 +172,7 @@ class DDPM(GenerativeModel):
         if sampler == "ancestral":
             return ancestral_sample(net, self.schedule, shape, generator, self.prediction)
         if sampler == "ddim":
-            return ddim_sample(net, self.schedule, shape, steps or self.sample_steps, self.eta, generator, self.prediction)
+            return ddim_sample(net, self.schedule, shape, steps or self.sample_steps, self.eta if eta is None else eta, generator, self.prediction)
         raise ValueError(f"unknown sampler '{sampler}': choose one of {', '.join(SAMPLERS)}")
 
     def _sampling_net(self, labels: torch.Tensor | None, guidance_scale: float | None):
