@@ -57,9 +57,12 @@ def main():
     extractor = build_extractor("classifier", data, cache_dir, device)
     real = real_features(extractor, data.test_images, data.name, "test", cache_dir, 500)[: args.n]
     real_stats = feature_statistics(real)
+
+    def fid(images):
+        return frechet_distance(*real_stats, *feature_statistics(extract(extractor, lambda a, b: images[a:b], args.n, 500)[0]))
+
     train = data.train_set.images
-    floor_images = to_unit_range(train[torch.randint(len(train), (args.n,), generator=torch.Generator().manual_seed(args.seed))])
-    floor = frechet_distance(*real_stats, *feature_statistics(extract(extractor, lambda a, b: floor_images[a:b], args.n, 500)[0]))
+    floor = fid(to_unit_range(train[torch.randint(len(train), (args.n,), generator=torch.Generator().manual_seed(args.seed))]))
     print(f"   {'floor':<14} {args.n} random training images (seed {args.seed}) against the same test images: classifier FID {floor:8.2f}")
     labels = torch.arange(args.n) % model.num_classes if model.conditional else None
     guidance = {"guidance_scale": args.guidance_scale} if model.conditional else {}
@@ -73,11 +76,10 @@ def main():
         start = time.perf_counter()
         images = generate(sample, args.n, args.batch_size, args.seed, labels=labels)
         seconds = time.perf_counter() - start
-        features, _ = extract(extractor, lambda a, b: images[a:b], args.n, 500)
-        fid = frechet_distance(*real_stats, *feature_statistics(features))
+        score = fid(images)
         nfe = (args.ddim_steps if name in runs else model.schedule.num_steps) * (2 if model.conditional and args.guidance_scale > 0 else 1)
-        results[name] = (seconds, fid)
-        print(f"   {name:<14} {nfe:5d} NFE/image  {seconds:8.1f} s  {args.n / seconds:8.2f} img/s  classifier FID {fid:8.2f}", flush=True)
+        results[name] = (seconds, score)
+        print(f"   {name:<14} {nfe:5d} NFE/image  {seconds:8.1f} s  {args.n / seconds:8.2f} img/s  classifier FID {score:8.2f}", flush=True)
     if args.no_ancestral:
         return
     t_anc, fid_anc = results["ancestral"]
