@@ -26,8 +26,8 @@ import torch
 from omegaconf import OmegaConf
 
 from genzoo import protocol
-from genzoo.data.datamodule import to_unit_range
 from genzoo.evaluate import load_trained, locate
+from genzoo.floor import random_training_images
 from genzoo.metrics.frechet import feature_statistics, frechet_distance
 from genzoo.metrics.harness import build_extractor, extract, generate, real_features
 from genzoo.paths import default_cache_dir
@@ -61,8 +61,7 @@ def main():
     def fid(images):
         return frechet_distance(*real_stats, *feature_statistics(extract(extractor, lambda a, b: images[a:b], args.n, 500)[0]))
 
-    train = data.train_set.images
-    floor = fid(to_unit_range(train[torch.randint(len(train), (args.n,), generator=torch.Generator().manual_seed(args.seed))]))
+    floor = fid(random_training_images(data, args.n, torch.Generator().manual_seed(args.seed)))
     print(f"   {'floor':<14} {args.n} random training images (seed {args.seed}) against the same test images: classifier FID {floor:8.2f}")
     labels = torch.arange(args.n) % model.num_classes if model.conditional else None
     guidance = {"guidance_scale": args.guidance_scale} if model.conditional else {}

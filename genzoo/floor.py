@@ -30,10 +30,9 @@ def real_data_floor(overrides=()) -> dict:
     cfg = load_config(list(overrides))
     data = instantiate(cfg.data)
     data.setup()
-    train = data.train_set.images
 
     def sample(n, generator=None):
-        return to_unit_range(train[torch.randint(len(train), (n,), generator=generator)])
+        return random_training_images(data, n, generator)
 
     metrics, cards = evaluate(sample, data, cfg.eval, cfg.budget.eval_samples, cfg.seed)
     return {
@@ -45,6 +44,12 @@ def real_data_floor(overrides=()) -> dict:
         "protocol": {"metric_cards": cards, "versions": protocol.versions(), "git_commit": protocol.git_commit(),
                      "hardware": protocol.hardware(torch.device("cpu"), "32-true")},
     }
+
+
+def random_training_images(data, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """n training images drawn uniformly with replacement: (n, C, H, W) float32 in [-1, 1], what the floor scores."""
+    train = data.train_set.images
+    return to_unit_range(train[torch.randint(len(train), (n,), generator=generator)])
 
 
 def main(argv=None) -> None:
