@@ -162,9 +162,10 @@ class DDPM(GenerativeModel):
         """n images (n, C, H, W) in [-1, 1] from the EMA net.
 
         sampler: "ddim" (default, `steps` net evaluations with noise scale `eta`; None takes
-        the config's steps and eta) or "ancestral" (all T steps); None takes the config's choice. A conditional model draws
-        image i of class labels[i] (default: i mod num_classes, balanced) with classifier-free
-        guidance scale `guidance_scale` (default: the config's; 0 = no guidance).
+        the config's steps and eta) or "ancestral" (all T steps); None takes the config's
+        choice. A conditional model draws image i of class labels[i] (default: i mod
+        num_classes, balanced) with classifier-free guidance scale `guidance_scale`
+        (default: the config's; 0 = no guidance).
         Raises ValueError for labels on an unconditional model, or of the wrong shape or range.
         """
         sampler = sampler or self.sampler
