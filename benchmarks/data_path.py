@@ -12,7 +12,7 @@ Prints, with the protocol (device, threads, torch version, commit):
    - genzoo device: data.loader=device (the default; genzoo/data/device.py).
    The ratio is device images/s over each path's. Each path runs 1 warm-up epoch, then
    the median of 3 timed epochs (usual paths: 1 timed epoch, they take seconds).
-2. End to end: one training epoch of the default VAE (conf/model/vae.yaml) through
+2. End to end: one training epoch of the default VAE (genzoo/conf/model/vae.yaml) through
    Lightning, validation off, with the usual 0-worker path and with the device path, at
    --e2e-batch-size (the data config's default, 128); the ratio of epoch wall times.
 The usual paths read torchvision's full train split (60,000 images), genzoo's paths its
@@ -32,7 +32,7 @@ from torchvision import transforms
 from genzoo import protocol
 from genzoo.config import load_config
 from genzoo.data import ImageDataModule
-from genzoo.runner import build_model
+from genzoo.models.build import build_model
 
 
 def usual_loader(data: ImageDataModule, batch_size: int, workers: int) -> DataLoader:

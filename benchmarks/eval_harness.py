@@ -9,7 +9,7 @@ Prints, with the protocol:
    reference features loaded or computed into the cache) and warm (all cached), which is
    what every run after the first pays;
 2. Inception-v3 feature throughput in images/s (batches of 50, after a warm-up batch);
-3. the real-data floor (`python -m genzoo.floor`): training images scored against the
+3. the real-data floor (`python -m genzoo.evaluation.floor`): training images scored against the
    test split with the classifier (`--n`) and with Inception (`--inception-n`, small on a CPU).
 """
 
@@ -23,7 +23,7 @@ from genzoo import protocol
 from genzoo.config import load_config
 from genzoo.data import ImageDataModule
 from genzoo.data.datamodule import to_unit_range
-from genzoo.floor import real_data_floor
+from genzoo.evaluation.floor import real_data_floor
 from genzoo.metrics.harness import build_extractor, evaluate
 from genzoo.paths import default_cache_dir
 

@@ -22,8 +22,9 @@ import torch
 
 from genzoo import load_config, protocol, run
 from genzoo.data import ImageDataModule
+from genzoo.families import names
 from genzoo.metrics.speed import timed_sampling
-from genzoo.runner import build_model
+from genzoo.models.build import build_model
 
 SAMPLERS = {"ddpm": [("ddim-50", {"sampler": "ddim", "steps": 50}), ("ancestral-1000", {"sampler": "ancestral"})]}
 
@@ -39,7 +40,7 @@ def sampling_speed(model, batch: int, repeats: int, **kwargs) -> float:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget", default="fast")
-    parser.add_argument("--families", default="ae,vae,gan,ddpm")
+    parser.add_argument("--families", default=",".join(names()), help="comma-separated (default: every family)")
     parser.add_argument("--hardware", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sample-batch", type=int, default=64)

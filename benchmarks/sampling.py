@@ -26,10 +26,10 @@ import torch
 from omegaconf import OmegaConf
 
 from genzoo import protocol
-from genzoo.evaluate import load_trained, locate
-from genzoo.floor import random_training_images
+from genzoo.evaluation.floor import random_training_images
 from genzoo.metrics.frechet import feature_statistics, frechet_distance
 from genzoo.metrics.harness import build_extractor, extract, generate, real_features
+from genzoo.models.build import load_trained, locate
 from genzoo.paths import default_cache_dir
 
 

@@ -19,9 +19,10 @@ import lightning as L
 import torch
 
 from genzoo import protocol
-from genzoo.config import for_family, load_config
+from genzoo.config import load_config
 from genzoo.data import ImageDataModule
-from genzoo.runner import build_model
+from genzoo.families import names
+from genzoo.models.build import build_model
 
 
 class StepTimer(L.Callback):
@@ -50,7 +51,7 @@ def _sync():
 
 def images_per_second(family: str, fast: bool, device: torch.device, warmup: int, steps: int) -> tuple[float, str]:
     cfg = load_config([f"model={family}", "data=fashion_mnist", "hardware=gpu_fast"])
-    preset = for_family(cfg.hardware, family)
+    preset = cfg.hardware  # as the family gets it (load_config applies the likelihood precision rule)
     precision = preset["precision"] if fast and device.type == "cuda" else "32-true"
     data = ImageDataModule("fashion_mnist", batch_size=128)
     data.setup("fit")
@@ -68,7 +69,7 @@ def images_per_second(family: str, fast: bool, device: torch.device, warmup: int
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--families", default="ae,vae,gan,ddpm,pixelcnn")
+    parser.add_argument("--families", default=",".join(names()), help="comma-separated (default: every family)")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

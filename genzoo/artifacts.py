@@ -79,6 +79,16 @@ def save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
         raise
 
 
+def save_figure(fig, path: Path) -> None:
+    """Write a matplotlib Figure `fig` as a PNG (110 dpi) to `path` atomically."""
+    import io
+
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
 def interleave_rows(originals: torch.Tensor, reconstructions: torch.Tensor, nrow: int = 8) -> torch.Tensor:
     """Stack rows of `nrow` originals each above the row of their reconstructions.
 

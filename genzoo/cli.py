@@ -16,7 +16,7 @@ from genzoo.paths import config_dir
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def _task(cfg: DictConfig) -> None:
-    from genzoo.runner import run
+    from genzoo.training.runner import run
 
     try:
         payload = run(cfg)
@@ -24,8 +24,49 @@ def _task(cfg: DictConfig) -> None:
         exit_with_error(err)
     if payload is None:  # a DDP rank other than zero: rank zero reports
         return
-    detail = f"diverged at {payload['divergence']}" if payload["status"] == "diverged" else f"metrics {payload['metrics']}"
-    print(f"genzoo: {payload['model']} on {payload['data']}: {payload['status']}; {detail}")
+    print(summary(payload, cfg.output_dir or _hydra_run_dir()))
+
+
+# The headline numbers of the final summary: (metrics.json section, key, label, unit, format).
+HEADLINE = [
+    ("metrics", "fid_classifier", "FID (classifier)", "", ".2f"),
+    ("metrics", "fid_inception", "FID (Inception)", "", ".2f"),
+    ("metrics", "precision_classifier", "precision", "", ".3f"),
+    ("metrics", "recall_classifier", "recall", "", ".3f"),
+    ("metrics", "bits_per_dim", "likelihood", "bits/dim", ".4f"),
+    ("metrics", "test_recon_mse", "reconstruction MSE", "", ".5f"),
+    ("metrics", "control_accuracy", "class accuracy", "", ".3f"),
+    ("timing", "train_seconds", "training", "s", ".1f"),
+    ("timing", "sample_images_per_second", "sampling", "images/s", ".1f"),
+]
+
+
+def summary(payload: dict, run_dir) -> str:
+    """The lines a user reads last: family, data, status, headline metrics with units, the run directory.
+
+    `payload` is metrics.json's (genzoo.training.record.RunRecord.to_dict). A likelihood
+    says whether it is exact or a bound (the family's trait).
+    """
+    from genzoo.families import get
+
+    rows = [("family", payload["model"]), ("data", payload["data"]), ("status", payload["status"])]
+    if payload.get("divergence"):
+        rows.append(("diverged at", str(payload["divergence"])))
+    for section, key, label, unit, fmt in HEADLINE:
+        value = (payload.get(section) or {}).get(key)
+        if isinstance(value, (int, float)):
+            if key == "bits_per_dim":
+                unit = f"{unit} ({get(payload['model']).likelihood or 'estimate'})"
+            rows.append((label, f"{value:{fmt}} {unit}".rstrip()))
+    rows.append(("run directory", str(run_dir)))
+    width = max(len(label) for label, _ in rows)
+    return "\n".join(f"genzoo: {label:<{width}}  {value}" for label, value in rows)
+
+
+def _hydra_run_dir() -> str:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else "?"
 
 
 def main() -> None:

@@ -1,17 +1,22 @@
 """Composing and validating configs before anything runs.
 
-The schema is the table `RULES`: for each key, what a valid value is. A key absent from
-the composed config (a family without `beta`, say) is not checked. Group options
-(model=..., data=...) are checked against the files in conf/ first, so a typo gives one
+The schema is the table `RULES` (keys outside a family) and each family's own
+`family.schema` in genzoo/conf/model/<name>.yaml (its model.* keys, by the names of
+`RULE_KINDS`): for each key, what a valid value is. A key absent from the composed config
+is not checked. `prepare` then applies what the family's traits decide (its budget
+changes, float32 for a likelihood family; genzoo/families.py). Group options
+(model=..., data=...) are checked against the files in genzoo/conf/ first, so a typo gives one
 line with the allowed values instead of Hydra's multi-line report.
 """
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
+from genzoo import families
 from genzoo.errors import ConfigError
+from genzoo.families import Family
 from genzoo.paths import config_dir
 
 GROUPS = ("model", "data", "hardware", "logger", "budget", "eval", "experiment")
@@ -53,6 +58,29 @@ def one_of(*options: str) -> Rule:
     return Rule(lambda v: v in options, f"one of {', '.join(options)}", options[0])
 
 
+# Named rules a family's schema (its yaml's family.schema) refers to; a list there means one_of.
+RULE_KINDS: dict[str, Rule] = {
+    "positive_int": POSITIVE_INT,
+    "positive_number": POSITIVE_NUMBER,
+    "non_negative": non_negative("1.0"),
+    "bool": Rule(lambda v: isinstance(v, bool), "true or false", "true"),
+    "probability": Rule(lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)", "0.1"),
+    "probability_or_null": Rule(lambda v: v is None or (_is_number(v) and 0 <= v < 1), "a number in [0, 1) or null (off)", "0.999"),
+    "odd_int_ge_3": Rule(lambda v: _is_int(v) and v >= 3 and v % 2 == 1, "an odd integer >= 3", "5"),
+    "positive_int_or_null": positive_int_or_null("5"),
+    "positive_int_list": Rule(
+        lambda v: isinstance(v, list) and len(v) > 0 and all(_is_int(c) and c > 0 for c in v), "a non-empty list of positive integers", "[32,64]"
+    ),
+    "int_list": Rule(lambda v: isinstance(v, list) and all(_is_int(c) and c >= 0 for c in v), "a list of non-negative integers", "[2]"),
+    "betas_or_null": Rule(
+        lambda v: v is None or (isinstance(v, list) and len(v) == 2 and all(_is_number(b) and 0 <= b < 1 for b in v)),
+        "null or two numbers in [0, 1)",
+        "[0.5,0.999]",
+    ),
+}
+
+# Keys outside model.* (and the model keys every family has); each family's own model.*
+# keys are checked by its schema (family_rules).
 RULES: dict[str, Rule] = {
     "seed": Rule(lambda v: _is_int(v) and v >= 0, "a non-negative integer", "0"),
     "resume": one_of("never", "auto"),
@@ -62,40 +90,9 @@ RULES: dict[str, Rule] = {
     "data.val_fraction": Rule(lambda v: _is_number(v) and 0 < v < 1, "a number in (0, 1)", "0.1"),
     "data.num_workers": Rule(lambda v: _is_int(v) and v >= 0, "a non-negative integer", "0"),
     "data.loader": one_of("device", "dataloader"),
-    "data.random_flip": Rule(lambda v: isinstance(v, bool), "true or false", "true"),
-    "model.latent_dim": POSITIVE_INT,
-    "model.hidden_dim": POSITIVE_INT,
-    "model.iwae_k": POSITIVE_INT,
-    "model.beta": non_negative("1.0"),
-    "model.likelihood": one_of("gaussian", "bernoulli", "softmax", "logistic_mixture"),  # VAE: the first two; PixelCNN: the last two
-    "model.mixtures": POSITIVE_INT,
-    "model.conditional": Rule(lambda v: isinstance(v, bool), "true or false", "true"),
-    "model.p_uncond": Rule(lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)", "0.1"),
-    "model.guidance_scale": non_negative("2.0"),
-    "model.features": POSITIVE_INT,
-    "model.layers": POSITIVE_INT,
-    "model.kernel": Rule(lambda v: _is_int(v) and v >= 3 and v % 2 == 1, "an odd integer >= 3", "5"),
-    "model.net": one_of("conv", "mlp"),
-    "model.channels": Rule(
-        lambda v: isinstance(v, list) and len(v) > 0 and all(_is_int(c) and c > 0 for c in v), "a non-empty list of positive integers", "[32,64]"
-    ),
+    "data.random_flip": RULE_KINDS["bool"],
+    "model.conditional": RULE_KINDS["bool"],
     "model.optimizer.lr": POSITIVE_NUMBER,
-    "model.num_steps": POSITIVE_INT,
-    "model.sample_steps": POSITIVE_INT,
-    "model.base_channels": POSITIVE_INT,
-    "model.eta": non_negative("0.0"),
-    "model.schedule": one_of("linear", "cosine"),
-    "model.prediction": one_of("eps", "v"),
-    "model.sampler": one_of("ddim", "ancestral"),
-    "model.loss": one_of("ns", "hinge", "wgan-gp"),
-    "model.n_critic": positive_int_or_null("5"),
-    "model.gp_weight": non_negative("10.0"),
-    "model.betas": Rule(
-        lambda v: v is None or (isinstance(v, list) and len(v) == 2 and all(_is_number(b) and 0 <= b < 1 for b in v)),
-        "null or two numbers in [0, 1)",
-        "[0.5,0.999]",
-    ),
-    "model.ema_decay": Rule(lambda v: v is None or (_is_number(v) and 0 <= v < 1), "a number in [0, 1) (or null for GAN: off)", "0.999"),
     "budget.max_epochs": Rule(lambda v: _is_int(v) and (v > 0 or v == -1), "a positive integer or -1", "10"),
     "budget.max_steps": Rule(lambda v: _is_int(v) and (v > 0 or v == -1), "a positive integer or -1 (no limit)", "-1"),
     "budget.eval_samples": POSITIVE_INT,
@@ -105,10 +102,10 @@ RULES: dict[str, Rule] = {
     "budget.curve_points": Rule(lambda v: _is_int(v) and v >= 0, "a non-negative integer (0: no quality curve)", "4"),
     "budget.curve_samples": Rule(lambda v: _is_int(v) and v > 1, "an integer > 1", "256"),
     "hardware.strategy": one_of("auto", "ddp"),
-    "hardware.compile": Rule(lambda v: isinstance(v, bool), "true or false", "true"),
-    "hardware.channels_last": Rule(lambda v: isinstance(v, bool), "true or false", "true"),
-    "hardware.fused_optimizer": Rule(lambda v: isinstance(v, bool), "true or false", "true"),
-    "hardware.precision": one_of("32-true", "bf16-mixed", "16-mixed", "bf16-true", "64-true"),
+    "hardware.compile": RULE_KINDS["bool"],
+    "hardware.channels_last": RULE_KINDS["bool"],
+    "hardware.fused_optimizer": RULE_KINDS["bool"],
+    "hardware.precision": one_of("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true"),
     "eval.batch_size": POSITIVE_INT,
     "eval.kid_subsets": POSITIVE_INT,
     "eval.kid_subset_size": Rule(lambda v: _is_int(v) and v > 1, "an integer > 1", "1000"),
@@ -121,8 +118,21 @@ RULES: dict[str, Rule] = {
 }
 
 
+def family_rules(fam: Family) -> dict[str, Rule]:
+    """{"model.<key>": Rule} from a family's schema; raises ConfigError for an unknown rule name there."""
+    rules = {}
+    for key, spec in fam.schema.items():
+        if isinstance(spec, list):
+            rules[f"model.{key}"] = one_of(*map(str, spec))
+        elif spec in RULE_KINDS:
+            rules[f"model.{key}"] = RULE_KINDS[spec]
+        else:
+            raise ConfigError(f"genzoo/conf/model/{fam.name}.yaml: family.schema.{key}={spec!r} is not a rule: use a list of options or one of {', '.join(RULE_KINDS)}")
+    return rules
+
+
 def group_options(group: str) -> list[str]:
-    """The options of a config group: the names of its yaml files in conf/<group>/."""
+    """The options of a config group: the names of its yaml files in genzoo/conf/<group>/."""
     return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
 
 
@@ -142,7 +152,7 @@ def check_group_choices(overrides: Iterable[str]) -> None:
 
 
 def load_config(overrides: Iterable[str] = ()) -> DictConfig:
-    """Compose conf/config.yaml with `overrides` (as on the command line) and validate it.
+    """Compose genzoo/conf/config.yaml with `overrides` (as on the command line) and validate it.
 
     For tests and notebooks: `run(load_config(["model=ae", "output_dir=/tmp/x"]))`.
     Raises ConfigError for an unknown group option or an invalid value.
@@ -154,12 +164,16 @@ def load_config(overrides: Iterable[str] = ()) -> DictConfig:
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
     validate(cfg)
-    return cfg
+    return prepare(cfg, overrides)
 
 
 def validate(cfg: DictConfig) -> None:
-    """Check every key of RULES present in cfg; raise ConfigError naming the first bad one."""
-    for key, rule in RULES.items():
+    """Check every key of RULES, and of the family's schema, present in cfg; raise ConfigError naming the first bad one."""
+    rules = dict(RULES)
+    target = OmegaConf.select(cfg, "model._target_")
+    if target is not None:
+        rules.update(family_rules(families.of_target(target)))
+    for key, rule in rules.items():
         value = OmegaConf.select(cfg, key, default=_ABSENT)
         if value is _ABSENT:
             continue
@@ -169,16 +183,55 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"{key}={value!r} is invalid: it must be {rule.want} (e.g. {key}={rule.example})")
 
 
-def for_family(section: DictConfig, family: str) -> dict:
-    """A config section (budget, hardware) as one family sees it: its keys updated by `families.<family>`.
+# Lightning precisions whose arithmetic is coarser than float32.
+REDUCED_PRECISIONS = ("bf16-mixed", "16-mixed", "bf16-true", "16-true")
 
-    E.g. budget=fast gives DDPM 3 epochs where the others get 10; hardware=gpu keeps the
-    likelihood families in float32. Returns a plain dict without the `families` key.
+
+def precision_for(fam: Family, precision: str) -> tuple[str, str | None]:
+    """(precision the family trains and is tested in, the reason when it differs from the preset's).
+
+    The one rule: a family that reports a likelihood (exact or bound) stays in float32
+    under every reduced-precision preset: its bits/dim score 256-level pixel bins 2/255
+    wide, and near |x| = 1 bf16's steps are as wide as a bin. Other families keep `precision`.
     """
-    plain = OmegaConf.to_container(section, resolve=True)
-    overrides = plain.pop("families", None) or {}
-    plain.update(overrides.get(family, {}))
-    return plain
+    if fam.likelihood and precision in REDUCED_PRECISIONS:
+        return "32-true", f"{fam.name} reports a likelihood ({fam.likelihood}): float32 instead of {precision}, so bits/dim are not rounded"
+    return precision, None
+
+
+def prepare(cfg: DictConfig, overrides: Iterable[str] | None = None) -> DictConfig:
+    """Make cfg what its family gets, in place, once: its budget changes and the precision rule.
+
+    The family's `family.budget.<budget name>` values replace the budget's, except keys the
+    user set on the command line (`budget.<key>=...` in `overrides`; under the CLI, Hydra's
+    task overrides), which win. `hardware.precision` follows `precision_for` (the reason, if
+    any, in `hardware.precision_rule`). Marks `budget.for_family`, so a second call changes
+    nothing. Returns cfg.
+    """
+    target = OmegaConf.select(cfg, "model._target_")
+    if target is None or OmegaConf.select(cfg, "budget.for_family") is not None:
+        return cfg
+    fam = families.of_target(target)
+    if overrides is None:
+        overrides = _hydra_task_overrides()
+    explicit = {key.partition(".")[2] for key in (o.lstrip("+~").partition("=")[0] for o in overrides) if key.startswith("budget.")}
+    with open_dict(cfg):
+        if "budget" in cfg:
+            for key, value in (fam.budget.get(cfg.budget.get("name")) or {}).items():
+                if key not in explicit:
+                    cfg.budget[key] = value
+            cfg.budget.for_family = fam.name
+        if "hardware" in cfg and "precision" in cfg.hardware:
+            cfg.hardware.precision, reason = precision_for(fam, cfg.hardware.precision)
+            if reason:
+                cfg.hardware.precision_rule = reason
+    return cfg
+
+
+def _hydra_task_overrides() -> list[str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
 _ABSENT = object()

@@ -1,4 +1,4 @@
-"""Log-likelihoods and KL divergences shared by the likelihood-based families.
+"""Log-likelihoods, KL divergences and bits/dim, shared by the likelihood-based families.
 
 Everything is in nats and elementwise (no reduction), computed in float32 whatever the
 autocast precision, because bin widths of 2/255 are below bf16's resolution near 1.
@@ -118,3 +118,16 @@ def sample_logistic_mixture(params, generator=None) -> torch.Tensor:
     u = torch.rand(mean.shape, generator=generator).clamp(1e-5, 1 - 1e-5)
     x = (mean + torch.exp(log_scale) * (torch.log(u) - torch.log1p(-u))).clamp(-1, 1)
     return (torch.round((x + 1) * 127.5) / 127.5 - 1).to(params.device)
+
+
+def bits_per_dim(nll_nats, num_dims: int):
+    """Negative log-likelihood per image in nats -> bits per dimension.
+
+    bits/dim = nll / (D ln 2) with D = C * H * W (e.g. 784 for 28x28x1). Works on floats
+    and tensors. For 8-bit images, 8 bits/dim is the cost of a uniform model.
+
+    Raises ValueError if num_dims <= 0.
+    """
+    if num_dims <= 0:
+        raise ValueError(f"num_dims must be positive, got {num_dims}")
+    return nll_nats / (num_dims * math.log(2.0))

@@ -1,20 +1,12 @@
 """Where genzoo finds its Hydra configs and keeps its datasets."""
 
 import os
-from importlib import resources
 from pathlib import Path
 
 
 def config_dir() -> Path:
-    """Directory of the Hydra config groups.
-
-    A wheel ships them as the package `genzoo.conf`; a source checkout has them in the
-    top-level `conf/` next to the package.
-    """
-    packaged = Path(str(resources.files("genzoo"))) / "conf"
-    if (packaged / "config.yaml").is_file():
-        return packaged
-    return Path(__file__).resolve().parent.parent / "conf"
+    """Directory of the Hydra config groups: genzoo/conf/ inside the package (a wheel ships it as package data)."""
+    return Path(__file__).resolve().parent / "conf"
 
 
 def default_data_root() -> Path:

@@ -8,6 +8,25 @@ from pathlib import Path
 
 import torch
 
+# Which seed each sampling site draws from: a CPU torch.Generator seeded with cfg.seed + offset,
+# so the sites never share noise and each is repeatable on its own. metrics.json's
+# protocol.seed_offsets repeats this table. The FLOP count draws with the fixed seed 0
+# (its count does not depend on the noise).
+SEED_OFFSETS = {
+    "grid": 0,            # samples.png, the grid logged after each epoch, the latent pictures
+    "evaluation": 1,      # the harness's samples (and the floor's training images); KID subsets use offset 0
+    "quality_curve": 2,   # the same latents at every point of the quality curve
+    "control": 3,         # conditional models: class accuracy and per-class FID
+    "guidance_sweep": 4,  # conditional DDPM: the samples at each guidance scale
+}
+FLOP_COUNT_SEED = 0
+
+
+def site_seed(site: str, seed: int) -> int:
+    """The seed sampling site `site` (a key of SEED_OFFSETS) uses for the run seed `seed`; KeyError for an unknown site."""
+    return seed + SEED_OFFSETS[site]
+
+
 _PACKAGES = ("genzoo", "torch", "torchvision", "lightning", "torchmetrics", "hydra-core", "numpy")
 
 

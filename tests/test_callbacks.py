@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from genzoo.callbacks import DivergenceMonitor, QualityCurve, TrainingClock, TrainingDiverged, time_to_quality
+from genzoo.training.callbacks import DivergenceMonitor, QualityCurve, TrainingClock, TrainingDiverged, time_to_quality
 
 
 class Tiny(L.LightningModule):

@@ -1,7 +1,6 @@
 """Class-conditional models: DDPM with classifier-free guidance, the conditional VAE and GAN, the control metrics."""
 
 import json
-
 from functools import partial
 
 import pytest

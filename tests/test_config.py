@@ -2,20 +2,20 @@ import itertools
 
 import pytest
 
-from genzoo import load_config
-from genzoo.config import GROUPS, for_family, group_options
+from genzoo import families, load_config
+from genzoo.config import GROUPS, group_options
 from genzoo.errors import ConfigError
 
 
 def test_defaults_compose():
     cfg = load_config()
-    assert cfg.model._target_ == "genzoo.models.VAE"
+    assert cfg.model._target_ == "genzoo.models.vae.VAE"
     assert cfg.data.name == "fashion_mnist" and cfg.budget.name == "fast" and cfg.hardware.accelerator == "auto"
 
 
 def test_every_group_option_composes_and_validates():
     options = {g: group_options(g) for g in GROUPS}
-    assert options["model"] == ["ae", "ddpm", "gan", "pixelcnn", "vae"] and options["data"] == ["cifar10", "fashion_mnist", "mnist"]
+    assert options["model"] == families.names() and options["data"] == ["cifar10", "fashion_mnist", "mnist"]
     assert set(options["hardware"]) >= {"auto", "cpu", "gpu"} and set(options["logger"]) >= {"csv", "none", "wandb"}
     assert options["budget"] == ["fast", "full", "smoke"]
     for model, data, budget in itertools.product(options["model"], options["data"], options["budget"]):
@@ -26,7 +26,7 @@ def test_every_group_option_composes_and_validates():
 
 
 @pytest.mark.parametrize("override,key", [
-    ("model=pixelcnnn", "unknown model option 'pixelcnnn': choose one of ae, ddpm, gan, pixelcnn, vae"),
+    ("model=pixelcnnn", f"unknown model option 'pixelcnnn': choose one of {', '.join(families.names())}"),
     ("data=svhn", "unknown data option 'svhn': choose one of cifar10, fashion_mnist, mnist"),
     ("hardware=tpu", "unknown hardware option 'tpu'"),
     ("budget=ae,huge", "unknown budget option 'ae'"),
@@ -55,8 +55,33 @@ def test_invalid_values_name_the_key(override, key):
     assert key in str(err.value) and "\n" not in str(err.value)
 
 
-def test_per_family_budget_overrides():
-    cfg = load_config(["budget=smoke", "+budget.families.vae={max_epochs: 3}"])
-    assert for_family(cfg.budget, "vae")["max_epochs"] == 3
-    assert for_family(cfg.budget, "ae")["max_epochs"] == 1
-    assert "families" not in for_family(cfg.budget, "ae")
+def test_a_family_budget_changes_the_budget_and_a_command_line_key_wins():
+    ddpm = families.get("ddpm").budget["fast"]
+    cfg = load_config(["model=ddpm", "budget=fast"])
+    assert all(cfg.budget[k] == v for k, v in ddpm.items()) and cfg.budget.for_family == "ddpm"
+    assert load_config(["model=vae", "budget=fast"]).budget.max_epochs == 10  # the budget file's value
+    cfg = load_config(["model=ddpm", "budget=fast", "budget.max_epochs=7"])
+    assert cfg.budget.max_epochs == 7 and cfg.budget.n_test == ddpm["n_test"]
+
+
+def test_prepare_is_applied_once():
+    from genzoo.config import prepare
+
+    cfg = load_config(["model=ddpm", "budget=fast", "budget.max_epochs=7"])
+    assert prepare(cfg).budget.max_epochs == 7  # a second call does not bring the family's value back
+
+
+def test_a_family_schema_checks_its_own_keys_only():
+    with pytest.raises(ConfigError, match="model.likelihood='softmax' is invalid: it must be one of gaussian, bernoulli"):
+        load_config(["model=vae", "model.likelihood=softmax"])
+    load_config(["model=pixelcnn", "model.likelihood=softmax"])
+    with pytest.raises(ConfigError, match="model.sampler='euler' is invalid: it must be one of ddim, ancestral"):
+        load_config(["model=ddpm", "model.sampler=euler"])
+
+
+def test_a_schema_naming_an_unknown_rule_is_a_one_line_error():
+    from genzoo.config import family_rules
+
+    bad = families.Family("toy", "x.Toy", None, "cheap", None, None, schema={"width": "positive_wibble"})
+    with pytest.raises(ConfigError, match="family.schema.width='positive_wibble' is not a rule"):
+        family_rules(bad)

@@ -6,11 +6,11 @@ from torch.distributions import Bernoulli, Normal, kl_divergence
 
 from genzoo.distributions import (
     bernoulli_log_likelihood,
+    bits_per_dim,
     discretized_gaussian_log_likelihood,
     normal_kl,
     standard_normal_kl,
 )
-from genzoo.metrics.likelihood import bits_per_dim
 
 LEVELS = torch.arange(256, dtype=torch.float64).div(127.5).sub(1).float()  # the 256 values of x/127.5 - 1
 

@@ -108,7 +108,7 @@ def test_inception_score_is_unavailable_without_the_head(data_root, offline_hub,
 
 def test_evaluate_rescores_a_finished_run_without_touching_it(data_root, tmp_path):
     from genzoo.errors import ConfigError
-    from genzoo.evaluate import evaluate_run
+    from genzoo.evaluation.rescore import evaluate_run
 
     cfg = load_config([
         "model=ae", f"data.root={data_root}", "hardware=cpu", "budget=smoke", "budget.limit_train_batches=5",
@@ -131,7 +131,7 @@ def test_evaluate_rescores_a_finished_run_without_touching_it(data_root, tmp_pat
 
 
 def test_real_data_floor_is_low_and_flags_training_images_as_memorised(data_root):
-    from genzoo.floor import real_data_floor
+    from genzoo.evaluation.floor import real_data_floor
 
     floor = real_data_floor([f"data.root={data_root}", "budget.eval_samples=1000"])
     m = floor["metrics"]

@@ -6,8 +6,7 @@ from functools import partial
 import pytest
 import torch
 
-from genzoo import load_config
-from genzoo.config import for_family
+from genzoo import families, load_config
 from genzoo.models import GAN, VAE, Autoencoder, PixelCNN
 
 OPT = partial(torch.optim.Adam, lr=1e-3)
@@ -43,7 +42,9 @@ def test_compile_wraps_the_nets_in_place_keeps_checkpoint_keys_and_names_what_it
 def test_gpu_fast_preset_turns_everything_on_and_keeps_the_likelihood_families_in_float32():
     hardware = load_config(["hardware=gpu_fast"]).hardware
     assert (hardware.compile, hardware.channels_last, hardware.fused_optimizer) == (True, True, True)
-    assert [for_family(hardware, f)["precision"] for f in ("ae", "gan", "vae", "ddpm", "pixelcnn")] == ["bf16-mixed"] * 2 + ["32-true"] * 3
+    for family in families.names():
+        precision = load_config([f"model={family}", "hardware=gpu_fast"]).hardware.precision
+        assert precision == ("32-true" if families.get(family).likelihood else "bf16-mixed")
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import torch
 from genzoo import load_config, run
 from genzoo.data.datamodule import to_unit_range
 from genzoo.errors import ConfigError
-from genzoo.latent import attribute_edit, interpolation_grid, latent_map, lerp, main, slerp
+from genzoo.evaluation.latent import attribute_edit, interpolation_grid, latent_map, lerp, main, slerp
 from genzoo.models import DDPM, GAN, VAE, PixelCNN
 
 OPT = partial(torch.optim.Adam, lr=1e-3)
@@ -89,7 +89,7 @@ def test_a_two_dimensional_vae_run_writes_the_latent_map_and_bad_edit_classes_st
     for name in ("latent_map.png", "interpolation.png", "attribute_edit.png"):
         assert (tmp_path / name).stat().st_size > 1000, name
     before = (tmp_path / "attribute_edit.png").read_bytes()
-    main([str(tmp_path), "--edit", "0", "1"])  # python -m genzoo.latent <run dir>: from the checkpoint, into <run dir>/latent
+    main([str(tmp_path), "--edit", "0", "1"])  # python -m genzoo.evaluation.latent <run dir>: from the checkpoint, into <run dir>/latent
     assert (tmp_path / "latent" / "latent_map.png").is_file() and (tmp_path / "latent" / "attribute_edit.png").read_bytes() != before
     assert (tmp_path / "attribute_edit.png").read_bytes() == before
     with pytest.raises(SystemExit) as exit_info:

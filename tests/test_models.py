@@ -1,6 +1,7 @@
+from functools import partial
+
 import pytest
 import torch
-from functools import partial
 
 from genzoo.models import VAE, Autoencoder
 

@@ -7,7 +7,11 @@ from functools import partial
 import pytest
 import torch
 
-from genzoo.distributions import categorical_pixel_log_likelihood, discretized_logistic_mixture_log_likelihood, sample_logistic_mixture
+from genzoo.distributions import (
+    categorical_pixel_log_likelihood,
+    discretized_logistic_mixture_log_likelihood,
+    sample_logistic_mixture,
+)
 from genzoo.models import PixelCNN
 from genzoo.nets.pixelcnn import GatedPixelCNN
 

@@ -17,7 +17,7 @@ import torch
 
 from genzoo import load_config, run
 from genzoo.errors import ConfigError, Interrupted
-from genzoo.resume import read_checkpoint
+from genzoo.training.resume import read_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 RUN = ["hardware=cpu", "budget=smoke", "budget.max_epochs=2", "budget.limit_train_batches=6", "budget.limit_val_batches=1",
@@ -150,7 +150,7 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one_whole(tmp_path):
     before = target.read_bytes()
     script = textwrap.dedent(f"""
         import resource, signal, torch
-        from genzoo.resume import AtomicCheckpointIO, CheckpointWriteError
+        from genzoo.training.resume import AtomicCheckpointIO, CheckpointWriteError
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
         try:

@@ -5,11 +5,11 @@ import json
 import statistics
 
 import pytest
-
 import torch
 
+from genzoo import families
 from genzoo.artifacts import save_grid
-from genzoo.report import collect_runs, summarise, write_table
+from genzoo.report import collect_runs, summarise
 from genzoo.report.__main__ import main
 from genzoo.report.labels import novelty_label, stability_label
 from genzoo.report.plots import FILES, _first_row
@@ -18,7 +18,7 @@ from genzoo.report.plots import FILES, _first_row
 def _run(root, name, family, status="completed", fid=None, bpd=None, ips=100.0, seed=0, curve=(), extra=None, samples=False):
     d = root / name
     d.mkdir(parents=True)
-    (d / "config.yaml").write_text(f"model:\n  _target_: genzoo.models.{family.upper()}\n")
+    (d / "config.yaml").write_text(f"model:\n  _target_: {families.get(family).target}\n")
     if status is None:  # started, never finished: no metrics.json
         return
     metrics = {} if fid is None else {"fid_classifier": fid}
@@ -103,6 +103,15 @@ def test_labels_follow_the_documented_thresholds(sweep):
 def test_montage_takes_the_first_row_of_each_samples_grid(sweep, tmp_path):
     strip = _first_row(sweep / "0_vae" / "samples.png")
     assert strip.shape == (32, 242)  # one row of 8 28-pixel images with 2-pixel padding, greyscale
+
+
+def test_an_unfinished_run_joins_its_familys_row(tmp_path):
+    # the report named a run without metrics.json by its class ("autoencoder"), splitting the family in two
+    root = tmp_path / "multirun"
+    _run(root, "0_ae", "ae", fid=20.0)
+    _run(root, "1_ae", "ae", status=None)
+    rows = summarise(collect_runs([root]))
+    assert [(r["family"], r["runs_started"], r["runs_completed"]) for r in rows] == [("ae", 2, 1)]
 
 
 def test_report_rejects_a_path_without_runs(tmp_path):

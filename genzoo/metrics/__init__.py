@@ -1,5 +1,1 @@
-"""Evaluation: likelihood units now; the FID/KID/IS/PR harness joins here."""
-
-from genzoo.metrics.likelihood import bits_per_dim
-
-__all__ = ["bits_per_dim"]
+"""Measurement: the evaluation harness (harness), its extractors (classifier, inception) and the metric math (FID, KID, IS, precision/recall, novelty, control, speed, resources)."""

@@ -22,6 +22,7 @@ from genzoo.metrics.novelty import memorisation_rate, nearest_neighbours
 from genzoo.metrics.precision_recall import precision_recall
 from genzoo.metrics.reference import cached_features
 from genzoo.paths import default_cache_dir
+from genzoo.protocol import site_seed
 
 EXTRACTORS = ("classifier", "inception")
 
@@ -103,10 +104,10 @@ def evaluate(
         eval_cfg: the `eval` config (extractors, batch_size, kid_subsets, kid_subset_size, pr_k,
             memorisation_percentile, cache_dir).
         n_samples: generated images; the real side uses as many test images (capped at the split).
-        seed: seeds the sampling generator (seed + 1) and the KID subsets.
+        seed: seeds the sampling generator (site_seed("evaluation", seed)) and the KID subsets (seed).
         run_dir: where nearest_neighbours.png goes (None: not written).
         fake: the generated images, if already drawn (under DDP, gathered from every rank);
-            None draws them here with generate(sample, n, eval_cfg.batch_size, seed + 1).
+            None draws them here with generate(sample, n, eval_cfg.batch_size, site_seed("evaluation", seed)).
     Returns:
         metrics: {"fid_classifier": float, "kid_classifier": ..., "is_inception": None, ...};
         cards: {metric name: {extractor, weights_sha256, resize, n_real, n_fake, split, seed, ...}}.
@@ -118,7 +119,7 @@ def evaluate(
     test_images = data.test_images
     n = min(n_samples, len(test_images))
     if fake is None:
-        fake = generate(sample, n, eval_cfg.batch_size, seed + 1)
+        fake = generate(sample, n, eval_cfg.batch_size, site_seed("evaluation", seed))
     elif len(fake) != n:
         raise ValueError(f"fake holds {len(fake)} images but {n} are scored: draw min(n_samples, test split) images")
     metrics, cards = {}, {}
@@ -155,7 +156,7 @@ def curve_scorer(data, eval_cfg, n: int, seed: int, device="cpu") -> tuple[Calla
     listed; None when it lists none (eval=none). The extractor and the real statistics of
     the first n test images are built here, before training, so a classifier trained on a
     cache miss does not run inside fit. Each call draws n images with model.sample from a
-    generator seeded with seed + 2 (the same latents at every point) and returns their FID.
+    generator seeded with site_seed("quality_curve", seed) (the same latents at every point) and returns their FID.
     """
     extractors = list(eval_cfg.extractors or [])
     if not extractors:
@@ -167,11 +168,11 @@ def curve_scorer(data, eval_cfg, n: int, seed: int, device="cpu") -> tuple[Calla
     real_stats = feature_statistics(real_features(extractor, data.test_images[:n], data.name, "test", cache_dir, eval_cfg.batch_size))
 
     def score(model) -> float:
-        fake = generate(model.sample, n, eval_cfg.batch_size, seed + 2)
+        fake = generate(model.sample, n, eval_cfg.batch_size, site_seed("quality_curve", seed))
         features, _ = extract(extractor, lambda a, b: fake[a:b], n, eval_cfg.batch_size)
         return frechet_distance(*real_stats, *feature_statistics(features))
 
-    card = {**extractor.card, "metric": f"fid_{name}", "n_real": n, "n_fake": n, "split": f"{data.name} test, first {n} images", "seed": seed + 2}
+    card = {**extractor.card, "metric": f"fid_{name}", "n_real": n, "n_fake": n, "split": f"{data.name} test, first {n} images", "seed": site_seed("quality_curve", seed)}
     return score, card
 
 

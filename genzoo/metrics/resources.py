@@ -7,6 +7,8 @@ from collections.abc import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from genzoo.protocol import FLOP_COUNT_SEED
+
 
 def flops_per_sample(sample: Callable[..., torch.Tensor], n: int = 2) -> float:
     """Floating-point operations to draw one image: FLOPs of `sample(n, generator=...)` / n.
@@ -16,7 +18,7 @@ def flops_per_sample(sample: Callable[..., torch.Tensor], n: int = 2) -> float:
     the sampler: every net evaluation (NFE) of a DDPM sampler is in it.
     """
     with FlopCounterMode(display=False) as counter:
-        sample(n, generator=torch.Generator().manual_seed(0))
+        sample(n, generator=torch.Generator().manual_seed(FLOP_COUNT_SEED))
     return counter.get_total_flops() / n
 
 

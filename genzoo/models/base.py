@@ -23,7 +23,7 @@ class GenerativeModel(L.LightningModule):
     checkpoint_monitor: str | None = "val/loss"  # what "best" checkpoints minimise; None: keep only last
     conditional: bool = False  # class-conditional (model.conditional=true): `sample` takes labels
     num_classes: int = 0  # classes a conditional model draws (0 when unconditional)
-    # What genzoo/latent.py can do with the family's latent code (see prior_latents / decode_latents):
+    # What genzoo/evaluation/latent.py can do with the family's latent code (see prior_latents / decode_latents):
     # "encoder": codes of images and of the prior (AE, VAE); "prior": codes of the prior only (GAN,
     # DDPM's x_T); None: no latent code (PixelCNN).
     latent_space: str | None = None

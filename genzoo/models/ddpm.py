@@ -5,11 +5,18 @@ import math
 import torch
 import torch.nn.functional as F
 
-from genzoo.diffusion import ancestral_sample, ddim_sample, extract, make_schedule, posterior_mean, predict_x0_eps, q_sample
+from genzoo.diffusion import (
+    ancestral_sample,
+    ddim_sample,
+    extract,
+    make_schedule,
+    posterior_mean,
+    predict_x0_eps,
+    q_sample,
+)
 from genzoo.diffusion.guidance import Guided
 from genzoo.diffusion.samplers import PREDICTIONS
-from genzoo.distributions import discretized_gaussian_log_likelihood, normal_kl
-from genzoo.metrics.likelihood import bits_per_dim
+from genzoo.distributions import bits_per_dim, discretized_gaussian_log_likelihood, normal_kl
 from genzoo.models.base import GenerativeModel
 from genzoo.models.ema import ema_copy, update_ema
 from genzoo.nets.unet import UNet

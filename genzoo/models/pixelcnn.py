@@ -3,9 +3,11 @@
 import torch
 
 from genzoo.distributions import (
-    categorical_pixel_log_likelihood, discretized_logistic_mixture_log_likelihood, sample_logistic_mixture,
+    bits_per_dim,
+    categorical_pixel_log_likelihood,
+    discretized_logistic_mixture_log_likelihood,
+    sample_logistic_mixture,
 )
-from genzoo.metrics.likelihood import bits_per_dim
 from genzoo.models.base import GenerativeModel
 from genzoo.nets.pixelcnn import GatedPixelCNN
 

@@ -6,8 +6,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genzoo.distributions import bernoulli_log_likelihood, discretized_gaussian_log_likelihood, standard_normal_kl
-from genzoo.metrics.likelihood import bits_per_dim
+from genzoo.distributions import (
+    bernoulli_log_likelihood,
+    bits_per_dim,
+    discretized_gaussian_log_likelihood,
+    standard_normal_kl,
+)
 from genzoo.models.base import GenerativeModel
 from genzoo.nets import build_decoder, build_encoder
 

@@ -29,7 +29,7 @@ def main(argv=None) -> None:
 
 def protocol(runs) -> str:
     """A paragraph naming the data, budgets, seeds, hardware, versions and evaluation protocol of the runs."""
-    done = [r["payload"] for r in runs if r["payload"]]
+    done = [r["record"].to_dict() for r in runs if r["record"]]
     if not done:
         return ""
 

@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from genzoo.artifacts import atomic_write_bytes
+from genzoo.artifacts import save_figure
 
 METRIC = "fid_classifier"
 FILES = ("fid_vs_training_time.png", "fid_vs_sampling_time.png", "fid_per_seed.png", "montage.png")
@@ -41,11 +41,11 @@ def write_plots(runs: list[dict], out: Path) -> list[Path]:
 
 
 def _seed(run) -> int:
-    return run["payload"]["protocol"]["seed"]
+    return run["record"].protocol["seed"]
 
 
 def _curve(run) -> list[dict]:
-    points = (run["payload"].get("quality_curve") or {}).get("points") or []
+    points = (run["record"].quality_curve or {}).get("points") or []
     return [p for p in points if p.get("value") is not None]
 
 
@@ -68,8 +68,8 @@ def _fid_vs_sampling_time(by_family) -> Figure:
     fig = Figure(figsize=(6.4, 4.4))
     ax = fig.add_subplot()
     for family, runs in by_family.items():
-        pairs = [(1 / r["payload"]["timing"]["sample_images_per_second"], r["payload"]["metrics"][METRIC]) for r in runs
-                 if r["payload"]["metrics"].get(METRIC) is not None and r["payload"]["timing"].get("sample_images_per_second")]
+        pairs = [(1 / r["record"].timing["sample_images_per_second"], r["record"].metrics[METRIC]) for r in runs
+                 if r["record"].metrics.get(METRIC) is not None and r["record"].timing.get("sample_images_per_second")]
         if not pairs:
             continue
         t, fid = np.array(pairs).T
@@ -117,20 +117,6 @@ def _montage(by_family) -> Figure:
     return fig
 
 
-def write_guidance_tradeoff(sweep: list[dict], path: Path) -> Path:
-    """guidance_tradeoff.png: classifier FID against class accuracy, one point per guidance scale w."""
-    fig = Figure(figsize=(6.0, 4.2))
-    ax = fig.add_subplot()
-    accuracy = [p["control_accuracy"] for p in sweep]
-    fid = [p["fid_classifier"] for p in sweep]
-    ax.plot(accuracy, fid, marker="o")
-    for p in sweep:
-        ax.annotate(f"w={p['guidance_scale']:g}", (p["control_accuracy"], p["fid_classifier"]), textcoords="offset points", xytext=(5, 5))
-    _finish(ax, "class accuracy of samples (domain classifier)", "FID (classifier)", "Classifier-free guidance: fidelity against quality")
-    save_figure(fig, path)
-    return path
-
-
 def _first_row(path: Path, per_row: int = 8) -> np.ndarray:
     """The top row of a samples.png grid (8 square images per row, 2-pixel padding, as genzoo writes it)."""
     from PIL import Image
@@ -155,13 +141,3 @@ def _finish(ax, xlabel, ylabel, title, log_y=False):
     ax.grid(True, which="both", alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
-
-
-def save_figure(fig: Figure, path: Path) -> None:
-    """Write `fig` as a PNG (110 dpi) to `path` atomically."""
-    import io
-
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    atomic_write_bytes(path, buffer.getvalue())

@@ -10,13 +10,14 @@ labels of genzoo.report.labels.
 
 import csv
 import io
-import json
 import math
 import statistics
 from pathlib import Path
 
 from genzoo.artifacts import atomic_write_bytes
+from genzoo.families import of_target
 from genzoo.report.labels import DIMENSIONS, labels, rules_markdown
+from genzoo.training.record import RunRecord
 
 # (column, where the number is in metrics.json, format); the order of the table.
 COLUMNS = [
@@ -47,8 +48,11 @@ COLUMNS = [
 
 
 def collect_runs(paths) -> list[dict]:
-    """Every run under `paths` (run dirs or folders holding them): {"dir", "status", "payload"} each.
+    """Every run under `paths` (run dirs or folders holding them): {"dir", "status", "record", "family"} each.
 
+    record: the run's RunRecord (metrics.json), or None when it has none yet. family: the
+    record's `model`, or for a run without a record the registry's family of the
+    `model._target_` in its config.yaml (so an unfinished run joins its family's row).
     Raises FileNotFoundError when a path does not exist or holds no run.
     """
     runs = []
@@ -60,18 +64,17 @@ def collect_runs(paths) -> list[dict]:
             raise FileNotFoundError(f"no run directories (with config.yaml) under {path}")
         for d in dirs:
             metrics = d / "metrics.json"
-            payload = json.loads(metrics.read_text()) if metrics.is_file() else None
-            runs.append({"dir": str(d), "status": payload["status"] if payload else "not finished", "payload": payload, "family": _family(d, payload)})
+            record = RunRecord.read(metrics) if metrics.is_file() else None
+            runs.append({"dir": str(d), "status": record.status if record else "not finished", "record": record, "family": _family(d, record)})
     return runs
 
 
-def _family(run_dir: Path, payload) -> str:
-    if payload:
-        return payload["model"]
+def _family(run_dir: Path, record: RunRecord | None) -> str:
+    if record:
+        return record.model
     from omegaconf import OmegaConf
 
-    target = OmegaConf.load(run_dir / "config.yaml").model._target_
-    return target.rsplit(".", 1)[-1].lower()
+    return of_target(OmegaConf.load(run_dir / "config.yaml").model._target_).name
 
 
 def summarise(runs: list[dict]) -> list[dict]:
@@ -83,12 +86,12 @@ def summarise(runs: list[dict]) -> list[dict]:
     rows = []
     for family in sorted({r["family"] for r in runs}):
         mine = [r for r in runs if r["family"] == family]
-        done = [r["payload"] for r in mine if r["status"] == "completed"]
+        done = [r["record"] for r in mine if r["status"] == "completed"]
         row = {"family": family, "runs_started": len(mine), "runs_completed": len(done),
                "runs_diverged": sum(r["status"] == "diverged" for r in mine),
                "runs_not_completed": [f"{Path(r['dir']).name}: {r['status']}" for r in mine if r["status"] != "completed"]}
         for name, (section, key), _ in COLUMNS:
-            values = [p[section][key] for p in done if isinstance(p.get(section, {}).get(key), (int, float)) and math.isfinite(p[section][key])]
+            values = [v for v in (rec.value(section, key) for rec in done) if isinstance(v, (int, float)) and math.isfinite(v)]
             row[name] = (
                 statistics.fmean(values) if values else None,
                 statistics.stdev(values) if len(values) > 1 else None,

@@ -1,46 +1,84 @@
-"""One run: build from the config, train, sample, score, write the run directory."""
+"""One run in named phases: build from the config, train, test, score, write the record (metrics.json)."""
 
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 import torch
-from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from genzoo import protocol
-from genzoo.artifacts import interleave_rows, save_grid, write_json
-from genzoo.callbacks import DivergenceMonitor, QualityCurve, SampleGridLogger, TrainingClock, TrainingDiverged, time_to_quality
-from genzoo.config import check_edit_classes, for_family, validate
+from genzoo.artifacts import interleave_rows, save_grid
+from genzoo.config import check_edit_classes, prepare, validate
 from genzoo.data.datamodule import to_unit_range
-from genzoo.distributed import generate_across_ranks
 from genzoo.errors import ConfigError, Interrupted
-from genzoo.latent import write_latent_pictures
+from genzoo.evaluation.figures import write_guidance_tradeoff
+from genzoo.evaluation.latent import write_latent_pictures
 from genzoo.metrics.control import control_metrics
 from genzoo.metrics.harness import build_extractor, curve_scorer, eval_cache_dir, evaluate
 from genzoo.metrics.resources import flops_per_sample, peak_memory, reset_peak_memory
 from genzoo.metrics.speed import timed_sampling
 from genzoo.models.base import GenerativeModel
-from genzoo.resume import (
-    AtomicCheckpointIO, Interruption, ResumeState, read_checkpoint, resume_command, resume_position, sigint_as_sigterm,
+from genzoo.models.build import build_model
+from genzoo.protocol import site_seed
+from genzoo.training.callbacks import (
+    DivergenceMonitor,
+    QualityCurve,
+    SampleGridLogger,
+    TrainingClock,
+    TrainingDiverged,
+    time_to_quality,
 )
+from genzoo.training.distributed import generate_across_ranks
+from genzoo.training.record import RunRecord
+from genzoo.training.resume import (
+    AtomicCheckpointIO,
+    Interruption,
+    ResumeState,
+    read_checkpoint,
+    resume_command,
+    resume_position,
+    sigint_as_sigterm,
+)
+
+
+@dataclass
+class Run:
+    """One run's parts, built from the config before training (see `build`)."""
+
+    cfg: DictConfig
+    run_dir: Path
+    commit: str | None
+    data: object
+    model: GenerativeModel
+    budget: dict
+    hardware: dict
+    speed: dict
+    ckpt_path: str | None
+    trainer: L.Trainer
+    clock: TrainingClock
+    monitor: DivergenceMonitor
+    curve: QualityCurve
+    interruption: Interruption
+    scorer: tuple | None
 
 
 def run(cfg: DictConfig, callbacks: list | None = None) -> dict | None:
     """Train, sample and score one model; write its run directory and return metrics.json.
 
-    Steps: validate the config, seed everything, build the data module, model and
-    Lightning Trainer, fit (checkpoints: last and best by val/loss; the quality curve:
-    a FID at `budget.curve_points` moments; the divergence monitor), test the final
-    weights (likelihoods), write samples.png and reconstructions.png (AE/VAE), score
-    samples with the evaluation harness (`cfg.eval`, `budget.eval_samples`; writes
-    nearest_neighbours.png), then config.yaml and metrics.json into `cfg.output_dir`
-    (under the CLI: Hydra's run directory).
+    The phases, each a function below: `build` (validate the config, seed, build the data
+    module, the model and the Lightning Trainer with its callbacks: checkpoints last and
+    best by val/loss, the quality curve, the divergence monitor), `train` (fit), `measure_test`
+    (the final weights' likelihoods), `score` (samples.png, reconstructions.png, latent
+    pictures, the evaluation harness over `budget.eval_samples` samples, control metrics
+    for a conditional model) and `record` (metrics.json, a RunRecord), into
+    `cfg.output_dir` (under the CLI: Hydra's run directory).
 
     Under DDP (hardware=ddp, ddp_cpu, slurm) every rank runs this function: Lightning
     splits training and test batches and averages the logged test metrics across ranks;
@@ -54,18 +92,42 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict | None:
     dataset, readable); weights, optimisers, EMA, loops, callbacks, RNG states and the
     position in the epoch are restored, so the run ends as the uninterrupted one would.
 
-    Returns the metrics.json payload: {"model", "data", "status" ("completed" or
-    "diverged"), "divergence", "metrics", "quality_curve", "timing", "resources",
-    "protocol"}; resources: params, nfe_per_sample, flops_per_sample (of the configured
-    sampler, torch.utils.flop_counter), peak memory in MiB and its kind. A diverged run
-    (non-finite loss or gradient) stops there, keeping the last checkpoint written before:
-    no test or scoring, status "diverged".
+    Returns the metrics.json payload (genzoo.training.record.RunRecord.to_dict): {"model",
+    "data", "status" ("completed" or "diverged"), "divergence", "skipped_steps", "metrics",
+    "quality_curve", "timing", "resources", "protocol"}. A diverged run (non-finite loss or
+    gradient) stops after training, keeping the last checkpoint written before: no test or
+    scoring, status "diverged".
     Raises ConfigError or DatasetNotFoundError for bad input, before training;
     Interrupted after SIGTERM/SIGINT (a checkpoint saved, metrics.json status
     "interrupted"); CheckpointWriteError when a checkpoint cannot be written.
     """
+    r = build(cfg, callbacks)
+    diverged = train(r)
+    metrics, cards, sampling, eval_seconds = {}, {}, {}, 0.0
+    if diverged is None:
+        metrics = measure_test(r)
+        scored = score(r)
+        if scored is None:  # a DDP rank other than zero
+            return None
+        quality, cards, sampling, eval_seconds = scored
+        metrics.update(quality)
+    if not r.trainer.is_global_zero:
+        return None
+    record = make_record(r, diverged, metrics, cards, sampling, eval_seconds)
+    record.write(r.run_dir / "metrics.json")
+    return record.to_dict()
+
+
+def build(cfg: DictConfig, callbacks: list | None = None) -> Run:
+    """Phase 1: check the config, seed everything, build data, model, checkpoint to resume from and Trainer.
+
+    Everything that can be checked is checked here, before training: the config's values,
+    the output directory, the edit classes, the checkpoint to resume from and the dataset.
+    Writes config.yaml (rank zero). Raises ConfigError or DatasetNotFoundError.
+    """
     commit = protocol.git_commit()  # the code this run starts with (files may change while it trains)
     validate(cfg)
+    prepare(cfg)
     _check_launch(cfg)
     run_dir = _output_dir(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -73,8 +135,8 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict | None:
     data = instantiate(cfg.data)
     check_edit_classes(cfg.get("edit_classes"), data.num_classes)
     model = build_model(cfg.model, data.image_shape, data.num_classes)
-    budget = for_family(cfg.budget, model.family)
-    hardware = for_family(cfg.hardware, model.family)
+    budget = OmegaConf.to_container(cfg.budget, resolve=True)
+    hardware = OmegaConf.to_container(cfg.hardware, resolve=True)
     speed = model.speed_up(hardware.get("compile", False), hardware.get("channels_last", False), hardware.get("fused_optimizer", False))
     data.n_test, data.order_seed = budget["n_test"], cfg.seed
     ckpt_path = _resume_checkpoint(cfg, run_dir, model.family, data)  # a bad checkpoint stops the run here ...
@@ -103,114 +165,116 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict | None:
         limit_train_batches=budget["limit_train_batches"],
         limit_val_batches=budget["limit_val_batches"],
         logger=_logger(cfg, run_dir),
-        callbacks=[checkpoints, clock, monitor, curve, ResumeState(model.family, data.name), interruption, SampleGridLogger(seed=cfg.seed),
-                   *(callbacks or [])],
+        callbacks=[checkpoints, clock, monitor, curve, ResumeState(model.family, data.name), interruption,
+                   SampleGridLogger(seed=site_seed("grid", cfg.seed)), *(callbacks or [])],
         plugins=[AtomicCheckpointIO()],
         default_root_dir=str(run_dir),
         enable_progress_bar=cfg.progress_bar,
         enable_model_summary=False,
         log_every_n_steps=10,
     )
-    rank_zero = trainer.is_global_zero
     scorer = curve_scorer(data, cfg.eval, budget["curve_samples"], cfg.seed, trainer.strategy.root_device) if budget["curve_points"] else None
     curve.score = scorer[0] if scorer else None
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # training starts from the seed, whatever the scorer's set-up drew
-    if rank_zero:
+    if trainer.is_global_zero:
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    return Run(cfg, run_dir, commit, data, model, budget, hardware, speed, ckpt_path, trainer, clock, monitor, curve, interruption, scorer)
 
+
+def train(r: Run) -> dict | None:
+    """Phase 2: fit. Returns None, or the divergence details when a non-finite loss stopped training.
+
+    Raises Interrupted after SIGTERM/SIGINT (status "interrupted" recorded, checkpoint saved).
+    """
     reset_peak_memory()
-    diverged = None
     try:
         with sigint_as_sigterm():
-            trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
+            r.trainer.fit(r.model, datamodule=r.data, ckpt_path=r.ckpt_path)
     except TrainingDiverged as err:
-        diverged = err.details
+        return err.details
     except SIGTERMException:
-        _interrupted(cfg, run_dir, model, data, trainer, interruption)
-    metrics, cards, sampling, eval_seconds = {}, {}, {}, 0.0
-    if diverged is None:
-        metrics = {k: float(v) for k, v in trainer.test(model, datamodule=data, verbose=False)[0].items()}
-        n_eval = min(budget["eval_samples"], len(data.test_images))
-        eval_start = time.perf_counter()
-        fake = generate_across_ranks(model.sample, n_eval, cfg.eval.batch_size, cfg.seed + 1, trainer.strategy) if cfg.eval.extractors else None
-        if not rank_zero:
-            return None
-        sampling = _write_pictures(model, data, run_dir, cfg.seed, budget["grid_samples"])
-        write_latent_pictures(model, data, run_dir, cfg.seed, cfg.get("edit_classes"))
-        quality, cards = evaluate(model.sample, data, cfg.eval, n_eval, cfg.seed, run_dir, device=model.device, fake=fake)
-        metrics.update(quality)
-        if model.conditional and "classifier" in (cfg.eval.extractors or []):
-            control, control_cards = _control(model, data, cfg, budget, n_eval, run_dir)
-            metrics.update(control)
-            cards.update(control_cards)
-        eval_seconds = time.perf_counter() - eval_start
-    if not rank_zero:
+        _interrupted(r)
+    return None
+
+
+def measure_test(r: Run) -> dict:
+    """Phase 3: the test split's metrics of the final weights (likelihoods, reconstruction error), {name: float}."""
+    return {k: float(v) for k, v in r.trainer.test(r.model, datamodule=r.data, verbose=False)[0].items()}
+
+
+def score(r: Run) -> tuple[dict, dict, dict, float] | None:
+    """Phase 4: pictures and sample-quality metrics; (metrics, cards, sampling timing, seconds), None on ranks other than zero.
+
+    All ranks draw the evaluation samples in shares (under DDP); rank zero writes
+    samples.png, reconstructions.png, the latent pictures, scores the samples with the
+    harness and, for a conditional model, the control metrics and guidance_tradeoff.png.
+    """
+    cfg, model, data = r.cfg, r.model, r.data
+    n_eval = min(r.budget["eval_samples"], len(data.test_images))
+    start = time.perf_counter()
+    eval_seed = site_seed("evaluation", cfg.seed)
+    fake = generate_across_ranks(model.sample, n_eval, cfg.eval.batch_size, eval_seed, r.trainer.strategy) if cfg.eval.extractors else None
+    if not r.trainer.is_global_zero:
         return None
+    sampling = _write_pictures(model, data, r.run_dir, site_seed("grid", cfg.seed), r.budget["grid_samples"])
+    write_latent_pictures(model, data, r.run_dir, site_seed("grid", cfg.seed), cfg.get("edit_classes"))
+    metrics, cards = evaluate(model.sample, data, cfg.eval, n_eval, cfg.seed, r.run_dir, device=model.device, fake=fake)
+    if model.conditional and "classifier" in (cfg.eval.extractors or []):
+        control, control_cards = _control(model, data, cfg, r.budget, n_eval, r.run_dir)
+        metrics.update(control)
+        cards.update(control_cards)
+    return metrics, cards, sampling, time.perf_counter() - start
+
+
+def make_record(r: Run, diverged: dict | None, metrics: dict, cards: dict, sampling: dict, eval_seconds: float) -> RunRecord:
+    """Phase 5: the run's RunRecord (metrics.json) from what the phases measured."""
+    model, data, trainer, clock, cfg = r.model, r.data, r.trainer, r.clock, r.cfg
     params = sum(p.numel() for p in model.trainable_parameters())
-    resources = {
-        "params": params,
-        "nfe_per_sample": model.nfe_per_sample,
-        "flops_per_sample": flops_per_sample(model.sample),
-        **peak_memory(model.device),
-    }
-    payload = {
-        "model": model.family,
-        "data": data.name,
-        "status": "completed" if diverged is None else "diverged",
-        "divergence": diverged,
-        "skipped_steps": monitor.skipped_steps,  # optimiser steps skipped for non-finite gradients
-        "metrics": metrics,
-        "quality_curve": {"card": scorer[1] if scorer else None, "points": curve.points},
-        "timing": {
+    world = trainer.world_size
+    return RunRecord(
+        model=model.family,
+        data=data.name,
+        status="completed" if diverged is None else "diverged",
+        divergence=diverged,
+        skipped_steps=r.monitor.skipped_steps,
+        metrics=metrics,
+        quality_curve={"card": r.scorer[1] if r.scorer else None, "points": r.curve.points},
+        timing={
             "train_seconds": clock.train_seconds,
             "train_images_per_second": clock.images_per_second,
             "train_images": clock.images,
-            "time_to_quality_seconds": time_to_quality(curve.points),
+            "time_to_quality_seconds": time_to_quality(r.curve.points),
             "epochs": trainer.current_epoch,
             "steps": trainer.global_step,
             "params": params,
             **sampling,
             "eval_seconds": eval_seconds,
         },
-        "resources": resources,
-        "protocol": {
+        resources={
+            "params": params,
+            "nfe_per_sample": model.nfe_per_sample,
+            "flops_per_sample": flops_per_sample(model.sample),
+            **peak_memory(model.device),
+        },
+        protocol={
             "split": "test",
             "n_test": len(data.test_set),
             "seed": cfg.seed,
+            "seed_offsets": dict(protocol.SEED_OFFSETS),
             "budget": cfg.budget.name,
             "batch_size": data.batch_size,
-            "hardware": {**protocol.hardware(trainer.strategy.root_device, hardware["precision"], trainer.world_size, type(trainer.strategy).__name__),
-                         "speed": speed},
+            "hardware": {**protocol.hardware(trainer.strategy.root_device, r.hardware["precision"], world, type(trainer.strategy).__name__),
+                         "speed": r.speed, "precision_rule": r.hardware.get("precision_rule")},
             "versions": protocol.versions(),
-            "git_commit": commit,
+            "git_commit": r.commit,
             "evaluated_weights": "final (last) weights",
-            "eval_sampling": "one seeded generator" if trainer.world_size == 1 else f"{trainer.world_size} ranks draw equal shares, seeds genzoo.distributed.rank_seed",
-            "time_to_quality": "train seconds until the quality curve first comes within 10% of its final value (genzoo.callbacks.time_to_quality)",
+            "eval_sampling": "one seeded generator" if world == 1 else f"{world} ranks draw equal shares, seeds genzoo.training.distributed.rank_seed",
+            "time_to_quality": "train seconds until the quality curve first comes within 10% of its final value (genzoo.training.callbacks.time_to_quality)",
             "family": model.protocol(),
             "metric_cards": cards,
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         },
-    }
-    write_json(run_dir / "metrics.json", payload)
-    return payload
-
-
-def build_model(model_cfg: DictConfig, image_shape, num_classes: int | None = None) -> GenerativeModel:
-    """Instantiate the family from `model_cfg` for images of `image_shape` (C, H, W).
-
-    A conditional model (`model.conditional=true`) also gets the data's `num_classes`.
-
-    Raises ConfigError (one line, naming the model key) when the constructor rejects a
-    value, e.g. an image shape the net cannot take.
-    """
-    try:
-        extra = {"num_classes": num_classes} if model_cfg.get("conditional") else {}
-        return instantiate(model_cfg, image_shape=tuple(image_shape), _convert_="all", **extra)
-    except InstantiationException as err:
-        cause = err.__cause__
-        if isinstance(cause, (ValueError, TypeError)):
-            raise ConfigError(f"model ({model_cfg._target_}) rejected the config: {cause}") from err
-        raise
+    )
 
 
 def _output_dir(cfg: DictConfig) -> Path:
@@ -235,7 +299,9 @@ def _control(model, data, cfg: DictConfig, budget: dict, n: int, run_dir: Path) 
     cache_dir = eval_cache_dir(cfg.eval)
     extractor = build_extractor("classifier", data, cache_dir, model.device)
     scales = list(cfg.eval.get("guidance_scales") or []) if hasattr(model, "guidance_scale") else []
-    metrics, card = control_metrics(model, data, extractor, cache_dir, n, cfg.seed, cfg.eval.batch_size, scales, budget["guidance_samples"], run_dir)
+    metrics, card = control_metrics(model, data, extractor, cache_dir, n, cfg.seed, cfg.eval.batch_size, scales, budget["guidance_samples"])
+    if metrics.get("guidance_sweep"):
+        write_guidance_tradeoff(metrics["guidance_sweep"], run_dir / "guidance_tradeoff.png")
     return metrics, {name: {"metric": text} for name, text in card.items()}
 
 
@@ -257,11 +323,12 @@ def _resume_checkpoint(cfg: DictConfig, run_dir: Path, family: str, data) -> str
     return str(path)
 
 
-def _interrupted(cfg: DictConfig, run_dir: Path, model, data, trainer, interruption) -> None:
+def _interrupted(r: Run) -> None:
     """After SIGTERM/SIGINT: record status "interrupted" (rank zero) and raise Interrupted with the resume command."""
+    interruption, cfg, run_dir = r.interruption, r.cfg, r.run_dir
     where = {"step": interruption.step, "epoch": interruption.epoch, "checkpoint": str(interruption.path) if interruption.saved else None}
-    if trainer.is_global_zero:
-        write_json(run_dir / "metrics.json", {"model": model.family, "data": data.name, "status": "interrupted", "interruption": where})
+    if r.trainer.is_global_zero:
+        RunRecord(model=r.model.family, data=r.data.name, status="interrupted", interruption=where).write(run_dir / "metrics.json")
     raise Interrupted(
         f"interrupted at training batch {where['step']} (epoch {where['epoch']}); "
         + (f"checkpoint {where['checkpoint']} saved" if interruption.saved else "during validation, nothing new saved")

@@ -15,13 +15,13 @@ import signal
 from pathlib import Path
 
 import lightning as L
-from lightning.fabric.plugins import TorchCheckpointIO
 import numpy as np
 import torch
+from lightning.fabric.plugins import TorchCheckpointIO
 
 from genzoo.artifacts import atomic_torch_save
-from genzoo.callbacks import batches_done
 from genzoo.errors import ConfigError, GenzooError
+from genzoo.training.callbacks import batches_done
 
 KEY = "genzoo"  # the checkpoint entry ResumeState writes
 

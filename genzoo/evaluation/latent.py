@@ -21,12 +21,11 @@ The runner writes them into every run directory; `python -m genzoo model=vae
 model.latent_dim=2 data=fashion_mnist` gives the latent map. To draw them again from a
 finished run (another seed, other classes to edit), into <run dir>/latent/:
 
-    python -m genzoo.latent <run dir> [--seed 1] [--edit 5 7]
+    python -m genzoo.evaluation.latent <run dir> [--seed 1] [--edit 5 7]
 """
 
 import argparse
 import sys
-
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +33,7 @@ import torch
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from genzoo.artifacts import save_grid
+from genzoo.artifacts import save_figure, save_grid
 from genzoo.data.datamodule import to_unit_range
 
 
@@ -119,7 +118,7 @@ def latent_map(model, test_images: torch.Tensor, test_labels: torch.Tensor, clas
     family without an encoder.
     """
     if model.latent_space != "encoder" or model.conditional:
-        raise ValueError(f"the latent map needs an unconditional encoder family (ae or vae), got {model.family}")
+        raise ValueError(f"the latent map needs an unconditional family with an encoder (family.latent: encoder), got {model.family}")
     codes = encode_all(model, test_images) if codes is None else codes
     if codes.shape[1] != 2:
         raise ValueError(f"the latent map needs a 2-d code, got latent_dim={codes.shape[1]}: run with model.latent_dim=2")
@@ -156,10 +155,10 @@ def attribute_edit(model, test_images: torch.Tensor, test_labels: torch.Tensor, 
     Raises ValueError for an unconditional-encoder-less family or a class with no test images.
     """
     if model.latent_space != "encoder" or model.conditional:
-        raise ValueError(f"attribute editing needs an unconditional encoder family (ae or vae), got {model.family}")
+        raise ValueError(f"attribute editing needs an unconditional family with an encoder (family.latent: encoder), got {model.family}")
     for c in (source, target):
         if not (test_labels == c).any():
-            raise ValueError(f"class {c} has no test images: pick eval.edit_classes among {test_labels.unique().tolist()}")
+            raise ValueError(f"class {c} has no test images: pick edit_classes among {test_labels.unique().tolist()}")
     codes = encode_all(model, test_images) if codes is None else codes
     direction = codes[test_labels == target].mean(0) - codes[test_labels == source].mean(0)
     chosen = (test_labels == source).nonzero().squeeze(1)[:rows]
@@ -189,8 +188,6 @@ def write_latent_pictures(model, data, run_dir: Path, seed: int, edit_classes=No
         two_d = model.hparams.get("latent_dim") == 2
         codes = encode_all(model, data.test_images) if two_d or edit_classes is not None else None  # once, for both pictures
         if two_d:
-            from genzoo.report.plots import save_figure
-
             save_figure(latent_map(model, data.test_images, data.test_labels, data.class_names, codes=codes), run_dir / "latent_map.png")
             written.append(run_dir / "latent_map.png")
         if edit_classes is not None:
@@ -202,8 +199,8 @@ def write_latent_pictures(model, data, run_dir: Path, seed: int, edit_classes=No
 
 
 def main(argv=None) -> None:
-    """Entry point of `python -m genzoo.latent` (see the module docstring)."""
-    parser = argparse.ArgumentParser(prog="python -m genzoo.latent", description="Draw the latent pictures of a finished run.")
+    """Entry point of `python -m genzoo.evaluation.latent` (see the module docstring)."""
+    parser = argparse.ArgumentParser(prog="python -m genzoo.evaluation.latent", description="Draw the latent pictures of a finished run.")
     parser.add_argument("run_dir", type=Path, help="a genzoo run directory (config.yaml, checkpoints/last.ckpt)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the prior draws (default 0)")
     parser.add_argument("--edit", type=int, nargs=2, metavar=("SOURCE", "TARGET"), help="classes of attribute_edit.png (default: the run's edit_classes)")
@@ -213,7 +210,8 @@ def main(argv=None) -> None:
 
     from genzoo.config import check_edit_classes
     from genzoo.errors import ConfigError, GenzooError, exit_with_error
-    from genzoo.evaluate import load_trained, locate
+    from genzoo.families import registry
+    from genzoo.models.build import load_trained, locate
 
     try:
         run_dir, ckpt = locate(args.run_dir)
@@ -222,7 +220,8 @@ def main(argv=None) -> None:
         edit = args.edit if args.edit is not None else cfg.get("edit_classes")
         check_edit_classes(edit, data.num_classes)
         if model.latent_space is None:
-            raise ConfigError(f"{model.family} has no latent code: the latent pictures are for ae, vae, gan and ddpm")
+            with_latent = ", ".join(f.name for f in registry().values() if f.latent)
+            raise ConfigError(f"{model.family} has no latent code: the latent pictures are for the families with one ({with_latent})")
         out = args.out or run_dir / "latent"
         out.mkdir(parents=True, exist_ok=True)
         with torch.no_grad():

@@ -1,6 +1,6 @@
 """The real-data floor: the harness's scores for real training images against the test split.
 
-    python -m genzoo.floor [data=fashion_mnist] [eval=inception] [budget.eval_samples=10000] [seed=0]
+    python -m genzoo.evaluation.floor [data=fashion_mnist] [eval=inception] [budget.eval_samples=10000] [seed=0]
 
 Draws `budget.eval_samples` images at random (seeded) from the training split, as the
 data module carves it, and scores them exactly as generated samples are scored. FID,
@@ -23,6 +23,7 @@ from genzoo.config import load_config
 from genzoo.data.datamodule import to_unit_range
 from genzoo.errors import GenzooError, exit_with_error
 from genzoo.metrics.harness import evaluate
+from genzoo.protocol import site_seed
 
 
 def real_data_floor(overrides=()) -> dict:
@@ -39,7 +40,7 @@ def real_data_floor(overrides=()) -> dict:
         "data": data.name,
         "extractors": list(cfg.eval.extractors),
         "n": min(cfg.budget.eval_samples, len(data.test_images)),
-        "samples": f"{cfg.budget.eval_samples} training images drawn with replacement (seed {cfg.seed + 1})",
+        "samples": f"{cfg.budget.eval_samples} training images drawn with replacement (seed {site_seed('evaluation', cfg.seed)})",
         "metrics": metrics,
         "protocol": {"metric_cards": cards, "versions": protocol.versions(), "git_commit": protocol.git_commit(),
                      "hardware": protocol.hardware(torch.device("cpu"), "32-true")},
@@ -53,7 +54,7 @@ def random_training_images(data, n: int, generator: torch.Generator | None = Non
 
 
 def main(argv=None) -> None:
-    """Entry point of `python -m genzoo.floor`."""
+    """Entry point of `python -m genzoo.evaluation.floor`."""
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__)

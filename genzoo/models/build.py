@@ -1,0 +1,110 @@
+"""The construction layer: a model from a config, and a trained run back from its directory.
+
+Everything that makes a family's model goes through here: the runner (to train), the
+evaluation entry points and benchmarks (to load a trained run), and one family that needs
+another trained one (latent diffusion loads its first stage with `load_run`).
+
+From Python (a notebook in a course):
+
+    import genzoo
+    run = genzoo.load_run("outputs/vae-fashion_mnist/2026-12-01_10-00-00")
+    images = run.model.sample(16)            # (16, 1, 28, 28) in [-1, 1]
+    run.data.test_images                     # uint8 (N, 1, 28, 28)
+"""
+
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from genzoo import families
+from genzoo.errors import ConfigError
+from genzoo.models.base import GenerativeModel
+
+# Keys of a model config that describe the family and are not constructor arguments.
+TRAITS_KEY = "family"
+
+
+def build_model(model_cfg: DictConfig, image_shape, num_classes: int | None = None) -> GenerativeModel:
+    """Instantiate the family of `model_cfg` (its `_target_`) for images of `image_shape` (C, H, W).
+
+    The `family:` block (traits, genzoo/families.py) is not passed to the constructor. A
+    conditional model (`model.conditional=true`) also gets the data's `num_classes`.
+
+    Raises ConfigError (one line, naming the model key) when the constructor rejects a
+    value, e.g. an image shape the net cannot take.
+    """
+    args = model_cfg.copy()
+    with open_dict(args):
+        args.pop(TRAITS_KEY, None)
+    try:
+        extra = {"num_classes": num_classes} if model_cfg.get("conditional") else {}
+        return instantiate(args, image_shape=tuple(image_shape), _convert_="all", **extra)
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, (ValueError, TypeError)):
+            raise ConfigError(f"model ({model_cfg._target_}) rejected the config: {cause}") from err
+        raise
+
+
+def locate(target: Path) -> tuple[Path, Path]:
+    """(run dir, checkpoint) from a run directory or a checkpoint file inside one.
+
+    Raises ConfigError when the checkpoint or the run's config.yaml is missing.
+    """
+    target = Path(target)
+    ckpt = target / "checkpoints" / "last.ckpt" if target.is_dir() else target
+    run_dir = target if target.is_dir() else target.parent.parent
+    if not ckpt.is_file():
+        raise ConfigError(f"no checkpoint at {ckpt}: pass a run directory (with checkpoints/last.ckpt) or a .ckpt file")
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"no config.yaml in {run_dir}: the checkpoint must sit in <run dir>/checkpoints/")
+    return run_dir, ckpt
+
+
+def load_trained(cfg: DictConfig, ckpt: Path, device: str | torch.device | None = None):
+    """(data module set up, model with the checkpoint's weights in eval mode, device) for a run's config.
+
+    device: None takes the first GPU when the run's hardware allows one and there is one,
+    else the CPU.
+    """
+    data = instantiate(cfg.data)
+    data.setup()
+    model = build_model(cfg.model, data.image_shape, data.num_classes)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["state_dict"])
+    if device is None:
+        use_gpu = cfg.hardware.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available()
+        device = "cuda" if use_gpu else "cpu"
+    device = torch.device(device)
+    return data, model.to(device).eval(), device
+
+
+class TrainedRun(NamedTuple):
+    """A finished run loaded back: `model` (eval mode, final weights), `data` (set up), `config`, `run_dir`, `checkpoint`, `family`."""
+
+    model: GenerativeModel
+    data: object
+    config: DictConfig
+    run_dir: Path
+    checkpoint: Path
+    family: families.Family
+
+
+def load_run(path, device: str | torch.device | None = None) -> TrainedRun:
+    """Load a run directory (or a .ckpt inside its checkpoints/) for use from Python.
+
+    Returns a TrainedRun whose model is in eval mode with the checkpoint's weights
+    (checkpoints/last.ckpt by default) on `device` (default: a GPU if the run's hardware
+    allows one and there is one, else the CPU), and whose data module is set up (the same
+    splits the run trained and was tested on; datasets must be where the run found them).
+    Raises ConfigError when the directory holds no run or its family is unknown.
+    """
+    run_dir, ckpt = locate(Path(path))
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    fam = families.of_target(cfg.model._target_)
+    data, model, _ = load_trained(cfg, ckpt, device)
+    return TrainedRun(model, data, cfg, run_dir, ckpt, fam)
