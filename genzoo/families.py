@@ -49,6 +49,8 @@ class Family:
     conditional: the class-conditional form in words, or None (no model.conditional).
     budget: {budget name: {key: value}}, this family's changes to each budget.
     schema: {model key: rule}, what a valid value of each of its model.* keys is.
+    tiny: {model key: value}, changes that make its nets small enough for the family
+        contract test (tests/test_family_contract.py) to train and sample in seconds.
     """
 
     name: str
@@ -59,6 +61,7 @@ class Family:
     conditional: str | None
     budget: dict = field(default_factory=dict)
     schema: dict = field(default_factory=dict)
+    tiny: dict = field(default_factory=dict)
 
     @property
     def class_name(self) -> str:
@@ -95,6 +98,7 @@ def registry() -> dict[str, Family]:
             conditional=traits.get("conditional"),
             budget=traits.get("budget") or {},
             schema=traits.get("schema") or {},
+            tiny=traits.get("tiny") or {},
         )
         for trait, allowed in (("likelihood", LIKELIHOODS), ("sampler", SAMPLERS), ("latent", LATENTS)):
             if getattr(fam, trait) not in allowed:

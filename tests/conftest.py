@@ -28,6 +28,21 @@ def eval_cache(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def domain_classifier(data_root, eval_cache):
+    """The Fashion-MNIST domain classifier, trained once per session in this process (~90 s on 2 cores).
+
+    Every CLI subprocess depends on it, so none of them pays for the training inside its
+    own time limit (a loaded machine once pushed the first one past it); later runs load
+    it from the session cache.
+    """
+    from genzoo.data import ImageDataModule
+    from genzoo.metrics.classifier import load_or_train_classifier
+
+    net, card = load_or_train_classifier(ImageDataModule("fashion_mnist", root=str(data_root)), eval_cache, progress=False)
+    return net, card
+
+
 @pytest.fixture()
 def genzoo_env(data_root) -> dict:
     """Environment for a CLI subprocess: the session data root, source tree first on the path."""
@@ -38,11 +53,15 @@ def genzoo_env(data_root) -> dict:
     return env
 
 
+# A CLI subprocess's limit: wide headroom over what any test's run takes on a quiet 2-core machine (under 5 minutes).
+CLI_TIMEOUT = 1800
+
+
 @pytest.fixture()
-def cli(genzoo_env, tmp_path):
+def cli(genzoo_env, tmp_path, domain_classifier):
     """Run `python -m genzoo ARGS` in tmp_path; returns the CompletedProcess (text output)."""
 
-    def _run(*args, env=None, timeout=600):
+    def _run(*args, env=None, timeout=CLI_TIMEOUT):
         return subprocess.run(
             [sys.executable, "-m", "genzoo", *args],
             cwd=tmp_path,

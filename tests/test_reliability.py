@@ -71,7 +71,7 @@ def test_killed_training_subprocess_resumes_bit_identical(cli, genzoo_env, tmp_p
                             env=genzoo_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(random.Random(0).uniform(5.0, 9.0))
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=300)
+    _, err = proc.communicate(timeout=1200)
     assert proc.returncode in (143, -signal.SIGTERM, 0), err[-2000:]
     if proc.returncode == 143:
         assert err.strip().splitlines()[-1].startswith("genzoo: error: interrupted at training batch")
@@ -176,7 +176,7 @@ def test_concurrent_cache_writers_compute_once_and_never_corrupt(tmp_path):
     """)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env) for _ in range(2)]
-    outputs = [p.communicate(timeout=120)[0] for p in procs]
+    outputs = [p.communicate(timeout=900)[0] for p in procs]
     assert sum(o.count("COMPUTED") for o in outputs) == 1  # the second writer waited and read the first's file
     assert all(o.strip().endswith("28.0") for o in outputs)
     (cached,) = (tmp_path / "reference").glob("*.pt")

@@ -1,0 +1,191 @@
+"""The family contract: the same checks for every family in the registry (genzoo/families.py).
+
+A new family joins these tests by its config file alone. Each family is built from its
+config with its `family.tiny` changes, trained for two steps on real Fashion-MNIST, and
+checked for what the runner, the harness, the latent tools and the report rely on:
+samples (shape, dtype, range, determinism), its NFE against the net calls it makes, a
+checkpoint round trip, the latent methods its trait promises, a finite test likelihood
+when it reports one, the precision every hardware preset gives it, and its conditional form.
+"""
+
+import math
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from torch.optim.swa_utils import AveragedModel
+
+from genzoo import families, load_config
+from genzoo.config import group_options
+from genzoo.data import ImageDataModule
+from genzoo.errors import ConfigError
+from genzoo.models.build import build_model, load_trained
+
+REPO = Path(__file__).resolve().parent.parent
+NAMES = families.names()
+
+
+def tiny_config(name: str, *extra: str):
+    """The family's config with its `tiny` changes (and any extra overrides)."""
+    tiny = [f"model.{k}={_value(v)}" for k, v in families.get(name).tiny.items()]
+    return load_config([f"model={name}", "hardware=cpu", *tiny, *extra])
+
+
+def _value(v) -> str:
+    return "[" + ",".join(map(str, v)) + "]" if isinstance(v, list) else str(v)
+
+
+def tiny_data(data_root) -> ImageDataModule:
+    data = ImageDataModule("fashion_mnist", root=str(data_root), batch_size=16, n_test=16)
+    data.setup("fit")
+    return data
+
+
+def train_two_steps(model, data, tmp_path: Path) -> Path:
+    """Fit two batches on the CPU and save a Lightning checkpoint; returns its path."""
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=2, limit_train_batches=2, limit_val_batches=1, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, datamodule=data)
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    trainer.save_checkpoint(ckpt)
+    return ckpt
+
+
+@pytest.fixture(scope="module")
+def trained(data_root, tmp_path_factory):
+    """{family: (cfg, model after two steps in eval mode, checkpoint path, data)}, built on first use."""
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            L.seed_everything(0, verbose=False)
+            cfg = tiny_config(name, f"data.root={data_root}")
+            data = tiny_data(data_root)
+            model = build_model(cfg.model, data.image_shape, data.num_classes)
+            ckpt = train_two_steps(model, data, tmp_path_factory.mktemp(f"contract-{name}"))
+            cache[name] = (cfg, model.eval(), ckpt, data)
+        return cache[name]
+
+    return get
+
+
+def _sample(model, n=4, seed=0, **kw):
+    with torch.no_grad():
+        return model.sample(n, generator=torch.Generator().manual_seed(seed), **kw)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_config_names_the_family_and_its_schema_covers_its_keys(name):
+    fam = families.get(name)
+    cfg = load_config([f"model={name}"])
+    assert fam.model_class().family == name  # metrics.json's "model" is the registry name
+    assert set(fam.schema) <= set(cfg.model), "a schema key the config does not have"
+    assert (REPO / "docs" / "guide" / f"{name}.md").is_file(), "every family has a guide page"
+    assert name in group_options("model")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_samples_have_the_data_shape_range_and_repeat_under_a_seed(name, trained):
+    _, model, _, data = trained(name)
+    x = _sample(model, 4, seed=0)
+    assert x.shape == (4, *data.image_shape) and x.dtype == torch.float32
+    assert x.min() >= -1 and x.max() <= 1 and torch.isfinite(x).all()
+    assert torch.equal(x, _sample(model, 4, seed=0))
+    assert not torch.equal(x, _sample(model, 4, seed=1))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_nfe_per_sample_counts_the_net_evaluations_of_one_sample(name, trained):
+    _, model, _, _ = trained(name)
+    n, images = 3, []
+    nets = [child.module if isinstance(child, AveragedModel) else child for child in model.children() if any(True for _ in child.parameters())]
+    hooks = [net.register_forward_hook(lambda m, args, out: images.append(args[0].shape[0])) for net in nets]
+    try:
+        _sample(model, n)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert sum(images) / n == model.nfe_per_sample  # images through a net per image drawn
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_checkpoint_round_trip_gives_the_same_samples(name, trained):
+    cfg, model, ckpt, _ = trained(name)
+    _, loaded, _ = load_trained(cfg, ckpt, device="cpu")
+    assert torch.equal(_sample(model, 4, seed=3), _sample(loaded, 4, seed=3))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_latent_methods_exist_exactly_as_the_trait_says(name, trained):
+    _, model, _, data = trained(name)
+    trait = families.get(name).latent
+    assert model.latent_space == trait
+    x = data.test_images[:2].float() / 127.5 - 1
+    if trait is None:
+        with pytest.raises(NotImplementedError):
+            model.prior_latents(2)
+    else:
+        with torch.no_grad():
+            z = model.prior_latents(2, torch.Generator().manual_seed(0))
+            assert model.decode_latents(z).shape == (2, *data.image_shape)
+    if trait == "encoder":
+        with torch.no_grad():
+            assert model.encode_latents(x).shape == z.shape
+    else:
+        with pytest.raises(NotImplementedError):
+            model.encode_latents(x)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if families.get(n).likelihood])
+def test_a_likelihood_family_reports_a_finite_test_likelihood(name, trained):
+    _, model, _, data = trained(name)
+    trainer = L.Trainer(accelerator="cpu", devices=1, limit_test_batches=1, logger=False, enable_progress_bar=False, enable_model_summary=False)
+    metrics = trainer.test(model, datamodule=data, verbose=False)[0]
+    assert math.isfinite(metrics["bits_per_dim"]) and metrics["bits_per_dim"] > 0  # untrained tiny nets: far above 8
+
+
+@pytest.mark.parametrize("preset", group_options("hardware"))
+@pytest.mark.parametrize("name", NAMES)
+def test_every_hardware_preset_keeps_a_likelihood_family_in_float32(name, preset):
+    # the PixelCNN scored its exact bits/dim in bf16 under gpu, ddp and slurm before one rule decided it
+    preset_precision = _composed([f"hardware={preset}"]).hardware.precision  # the preset's own value, before the rule
+    precision = load_config([f"model={name}", f"hardware={preset}"]).hardware.precision
+    if families.get(name).likelihood:
+        assert precision in ("32-true", "64-true")
+    else:
+        assert precision == preset_precision
+
+
+def _composed(overrides):
+    from hydra import compose, initialize_config_dir
+
+    from genzoo.paths import config_dir
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if families.get(n).conditional])
+def test_the_conditional_form_draws_the_labels_asked_for(name, data_root, tmp_path):
+    L.seed_everything(0, verbose=False)
+    cfg = tiny_config(name, "model.conditional=true")
+    data = tiny_data(data_root)
+    model = build_model(cfg.model, data.image_shape, num_classes=data.num_classes)
+    train_two_steps(model, data, tmp_path)  # two steps: nets whose last layer starts at zero (the U-Net's) start to read the label
+    model.eval()
+    assert model.conditional and model.num_classes == 10
+    assert model.sample_labels(4, [3, 3, 7, 7]).tolist() == [3, 3, 7, 7]
+    assert model.sample_labels(4).tolist() == [0, 1, 2, 3]  # balanced by default
+    shoes, shirts = _sample(model, 4, labels=[7] * 4), _sample(model, 4, labels=[6] * 4)
+    assert shoes.shape == (4, 1, 28, 28) and not torch.equal(shoes, shirts)  # the label enters the net
+    with pytest.raises(ValueError, match="classes in 0..9"):
+        model.sample_labels(2, [0, 10])
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if not families.get(n).conditional])
+def test_a_family_without_a_conditional_form_refuses_one(name):
+    cfg = tiny_config(name, "+model.conditional=true")
+    with pytest.raises(ConfigError, match="rejected the config"):
+        build_model(cfg.model, (1, 28, 28), num_classes=10)
