@@ -52,12 +52,16 @@ def summary(payload: dict, run_dir) -> str:
     rows = [("family", payload["model"]), ("data", payload["data"]), ("status", payload["status"])]
     if payload.get("divergence"):
         rows.append(("diverged at", str(payload["divergence"])))
+    cards = (payload.get("protocol") or {}).get("metric_cards") or {}
     for section, key, label, unit, fmt in HEADLINE:
         value = (payload.get(section) or {}).get(key)
-        if isinstance(value, (int, float)):
-            if key == "bits_per_dim":
-                unit = f"{unit} ({get(payload['model']).likelihood or 'estimate'})"
-            rows.append((label, f"{value:{fmt}} {unit}".rstrip()))
+        if not isinstance(value, (int, float)):
+            continue
+        if key == "bits_per_dim":  # a likelihood says whether it is exact or a bound
+            unit = f"{unit} ({get(payload['model']).likelihood}, {payload['protocol'].get('n_test', '?')} test images)"
+        elif key in cards and "n_fake" in cards[key]:
+            unit = f"({cards[key]['n_fake']} samples vs {cards[key]['n_real']} test images)"
+        rows.append((label, f"{value:{fmt}} {unit}".rstrip()))
     rows.append(("run directory", str(run_dir)))
     width = max(len(label) for label, _ in rows)
     return "\n".join(f"genzoo: {label:<{width}}  {value}" for label, value in rows)

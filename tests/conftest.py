@@ -72,3 +72,36 @@ def cli(genzoo_env, tmp_path, domain_classifier):
         )
 
     return _run
+
+
+@pytest.fixture(scope="session")
+def fixed_batch(data_root):
+    """(images, labels): the first 64 Fashion-MNIST test images in [-1, 1], for loss-falls-on-a-fixed-batch tests."""
+    from genzoo.data import ImageDataModule
+
+    dm = ImageDataModule("fashion_mnist", root=str(data_root), n_test=64)
+    dm.setup()
+    return dm.test_set.__getitems__(list(range(64)))
+
+
+@pytest.fixture()
+def fit_fixed_batch(monkeypatch):
+    """fit(model, batch, steps) -> losses: `steps` optimiser steps of model.training_step on one batch, by hand.
+
+    The model's self.log / self.log_dict (which need a Trainer) are silenced for the test.
+    """
+
+    def fit(model, batch, steps):
+        monkeypatch.setattr(model, "log", lambda *a, **k: None)
+        monkeypatch.setattr(model, "log_dict", lambda *a, **k: None)
+        opt = model.configure_optimizers()
+        losses = []
+        for i in range(steps):
+            opt.zero_grad()
+            loss = model.training_step(batch, i)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        return losses
+
+    return fit

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from genzoo.diffusion.guidance import Guided
-from genzoo.models import DDPM, GAN, VAE
+from genzoo.models.ddpm import DDPM
+from genzoo.models.gan import GAN
+from genzoo.models.vae import VAE
 
 
 class LinearEps(torch.nn.Module):
@@ -72,7 +74,7 @@ def test_label_dropout_replaces_labels_with_the_no_label_token_at_rate_p_uncond(
 
 def test_conditional_ddpm_run_writes_control_metrics_and_the_guidance_plot(cli, tmp_path):
     proc = cli("model=ddpm", "model.conditional=true", "hardware=cpu", "budget=smoke", "budget.limit_train_batches=3",
-               "budget.limit_val_batches=1", "budget.families.ddpm.n_test=2", "budget.families.ddpm.eval_samples=40",
+               "budget.limit_val_batches=1", "budget.n_test=2", "budget.eval_samples=40",
                "budget.guidance_samples=20", "budget.curve_points=0", "model.sample_steps=5", "eval.guidance_scales=[0,1,3]",
                "progress_bar=false")
     assert proc.returncode == 0, proc.stderr[-2000:]

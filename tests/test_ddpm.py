@@ -3,7 +3,7 @@ from functools import partial
 import pytest
 import torch
 
-from genzoo.models import DDPM
+from genzoo.models.ddpm import DDPM
 from genzoo.models.ema import ema_copy
 from genzoo.nets.unet import UNet
 
@@ -114,7 +114,7 @@ def test_ddpm_run_end_to_end(data_root, tmp_path):
     cfg = load_config([
         "model=ddpm", "model.num_steps=50", "model.sample_steps=10", "model.base_channels=16", "model.channel_mults=[1,2]",
         "model.attention_levels=[1]", f"data.root={data_root}", "hardware=cpu", "budget=smoke", "budget.limit_train_batches=3",
-        "budget.limit_val_batches=1", "budget.families.ddpm.n_test=8", "progress_bar=false", "logger=none", "eval=none", f"output_dir={tmp_path}",
+        "budget.limit_val_batches=1", "budget.n_test=8", "progress_bar=false", "logger=none", "eval=none", f"output_dir={tmp_path}",
     ])
     payload = run(cfg)
     assert payload == json.loads((tmp_path / "metrics.json").read_text())

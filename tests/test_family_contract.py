@@ -83,6 +83,7 @@ def test_the_config_names_the_family_and_its_schema_covers_its_keys(name):
     assert fam.model_class().family == name  # metrics.json's "model" is the registry name
     assert set(fam.schema) <= set(cfg.model), "a schema key the config does not have"
     assert (REPO / "docs" / "guide" / f"{name}.md").is_file(), "every family has a guide page"
+    assert (REPO / "tests" / f"test_{name}.py").is_file(), "every family has a test file of its own"
     assert name in group_options("model")
 
 

@@ -7,7 +7,10 @@ import pytest
 import torch
 
 from genzoo import families, load_config
-from genzoo.models import GAN, VAE, Autoencoder, PixelCNN
+from genzoo.models.autoencoder import Autoencoder
+from genzoo.models.gan import GAN
+from genzoo.models.pixelcnn import PixelCNN
+from genzoo.models.vae import VAE
 
 OPT = partial(torch.optim.Adam, lr=1e-3)
 

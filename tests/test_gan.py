@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from genzoo.models import GAN
+from genzoo.models.gan import GAN
 from genzoo.models.gan_losses import discriminator_loss, generator_loss, gradient_penalty
 from genzoo.nets.dcgan import DCGANDiscriminator, DCGANGenerator, dcgan_stages
 

@@ -9,7 +9,10 @@ from genzoo import load_config, run
 from genzoo.data.datamodule import to_unit_range
 from genzoo.errors import ConfigError
 from genzoo.evaluation.latent import attribute_edit, interpolation_grid, latent_map, lerp, main, slerp
-from genzoo.models import DDPM, GAN, VAE, PixelCNN
+from genzoo.models.ddpm import DDPM
+from genzoo.models.gan import GAN
+from genzoo.models.pixelcnn import PixelCNN
+from genzoo.models.vae import VAE
 
 OPT = partial(torch.optim.Adam, lr=1e-3)
 

@@ -1,7 +1,5 @@
 from pathlib import Path
 
-import tomllib
-
 from genzoo.paths import config_dir
 
 REPO = Path(__file__).resolve().parent.parent

@@ -12,7 +12,7 @@ from genzoo.distributions import (
     discretized_logistic_mixture_log_likelihood,
     sample_logistic_mixture,
 )
-from genzoo.models import PixelCNN
+from genzoo.models.pixelcnn import PixelCNN
 from genzoo.nets.pixelcnn import GatedPixelCNN
 
 LEVELS = torch.arange(256).float() / 127.5 - 1  # the 256 values of an 8-bit pixel in [-1, 1]
@@ -116,7 +116,7 @@ def test_bad_arguments():
 
 def test_cli_smoke_run_reports_exact_bits_per_dim(cli, tmp_path):
     proc = cli("model=pixelcnn", "hardware=cpu", "budget=smoke", "budget.limit_train_batches=3", "budget.limit_val_batches=1",
-               "budget.n_test=32", "budget.families.pixelcnn.grid_samples=2", "budget.families.pixelcnn.eval_samples=20",
+               "budget.n_test=32", "budget.grid_samples=2", "budget.eval_samples=20",
                "budget.curve_points=0", "progress_bar=false")
     assert proc.returncode == 0, proc.stderr[-2000:]
     (metrics_file,) = tmp_path.rglob("metrics.json")

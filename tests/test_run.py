@@ -55,6 +55,23 @@ def test_cli_run(family, cli, tmp_path):
     (run_dir,) = (tmp_path / "outputs").glob(f"{family}-fashion_mnist/*")
     _check_run_dir(run_dir, family)
     assert (run_dir / "csv").is_dir()
+    last = proc.stdout.strip().splitlines()
+    assert last[0].split() == ["genzoo:", "family", family] and last[-1].endswith(str(run_dir))  # the summary, not a dict
+
+
+def test_the_final_summary_is_aligned_and_gives_units_and_protocol():
+    from genzoo.cli import summary
+
+    payload = {"model": "vae", "data": "fashion_mnist", "status": "completed", "divergence": None,
+               "metrics": {"fid_classifier": 12.3456, "bits_per_dim": 4.1234567, "test_recon_mse": 0.01},
+               "timing": {"train_seconds": 61.26, "sample_images_per_second": 900.0},
+               "protocol": {"n_test": 512, "metric_cards": {"fid_classifier": {"n_fake": 500, "n_real": 500}}}}
+    lines = summary(payload, "/runs/x").splitlines()
+    assert lines[0] == "genzoo: family              vae" and lines[-1] == "genzoo: run directory       /runs/x"
+    assert "genzoo: FID (classifier)    12.35 (500 samples vs 500 test images)" in lines
+    assert "genzoo: likelihood          4.1235 bits/dim (bound, 512 test images)" in lines
+    assert "genzoo: training            61.3 s" in lines and "genzoo: sampling            900.0 images/s" in lines
+    assert len({line.index(line.split()[-1]) for line in lines[:3]}) == 1  # values start in one column
 
 
 def test_cli_help_lists_the_groups(cli):
