@@ -77,7 +77,7 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict | None:
     best by val/loss, the quality curve, the divergence monitor), `train` (fit), `measure_test`
     (the final weights' likelihoods), `score` (samples.png, reconstructions.png, latent
     pictures, the evaluation harness over `budget.eval_samples` samples, control metrics
-    for a conditional model) and `record` (metrics.json, a RunRecord), into
+    for a conditional model) and `make_record` (metrics.json, a RunRecord), into
     `cfg.output_dir` (under the CLI: Hydra's run directory).
 
     Under DDP (hardware=ddp, ddp_cpu, slurm) every rank runs this function: Lightning
