@@ -72,6 +72,7 @@ def test_label_dropout_replaces_labels_with_the_no_label_token_at_rate_p_uncond(
     assert torch.equal(dropped[dropped != 10], labels[dropped != 10]) and torch.equal(kept, labels)
 
 
+@pytest.mark.slow
 def test_conditional_ddpm_run_writes_control_metrics_and_the_guidance_plot(cli, tmp_path):
     proc = cli("model=ddpm", "model.conditional=true", "hardware=cpu", "budget=smoke", "budget.limit_train_batches=3",
                "budget.limit_val_batches=1", "budget.n_test=2", "budget.eval_samples=40",
@@ -123,6 +124,7 @@ def test_projection_discriminator_adds_the_inner_product_of_label_embedding_and_
         GAN((1, 28, 28), partial(torch.optim.Adam, lr=2e-4), conditional=True)
 
 
+@pytest.mark.slow
 def test_a_quick_conditional_gan_run_draws_the_requested_class_far_above_chance(cli, tmp_path):
     """100 batches of Fashion-MNIST (about 20 s of training): chance is 0.1 for 10 classes."""
     proc = cli("model=gan", "model.conditional=true", "hardware=cpu", "budget=smoke", "budget.limit_train_batches=100",

@@ -114,6 +114,7 @@ def test_bad_arguments():
         GatedPixelCNN(256, kernel=4)
 
 
+@pytest.mark.slow
 def test_cli_smoke_run_reports_exact_bits_per_dim(cli, tmp_path):
     proc = cli("model=pixelcnn", "hardware=cpu", "budget=smoke", "budget.limit_train_batches=3", "budget.limit_val_batches=1",
                "budget.n_test=32", "budget.grid_samples=2", "budget.eval_samples=20",

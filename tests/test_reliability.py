@@ -62,6 +62,7 @@ def test_sigterm_mid_epoch_then_resume_ends_bit_identical(family, extra, step, d
     _assert_identical(_state(reference), _state(interrupted))
 
 
+@pytest.mark.slow
 def test_killed_training_subprocess_resumes_bit_identical(cli, genzoo_env, tmp_path):
     """SIGTERM from outside at a random moment of a real CLI run, then resume=auto in its directory."""
     args = ["model=vae", *RUN, "budget.limit_train_batches=30"]

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from genzoo import families, load_config, run
+from genzoo import families, load_config, load_run, run
 from genzoo.errors import ConfigError, DatasetNotFoundError
 
 TINY = [
@@ -46,6 +46,12 @@ def test_run_in_process(family, data_root, tmp_path):
         assert m["bits_per_dim"] == pytest.approx(-m["elbo_nats"] / (784 * math.log(2)), rel=1e-5)
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["global_step"] == 5
+    trained = load_run(tmp_path)  # the public way back from a run directory
+    assert trained.family.name == family and not trained.model.training and trained.run_dir == tmp_path
+    assert all(torch.equal(v, ckpt["state_dict"][k]) for k, v in trained.model.state_dict().items())
+    assert len(trained.data.test_set) == 256 and trained.data.test_images.shape == (10000, 1, 28, 28)  # tested on n_test; scored on all
+    with pytest.raises(ConfigError, match="no checkpoint at"):
+        load_run(tmp_path / "checkpoints")
 
 
 @pytest.mark.parametrize("family", ["ae", "vae"])
@@ -127,6 +133,7 @@ def test_wandb_logger_runs_offline_without_prompting(data_root, tmp_path, monkey
     assert any(runs[0].rglob("samples_*.png"))  # the sample grid logged after validation
 
 
+@pytest.mark.slow
 def test_compare_sweep_runs_every_family_and_reports(cli, tmp_path):
     proc = cli(
         "-m", "experiment=compare", "budget=smoke", "budget.limit_train_batches=2", "budget.limit_val_batches=1",

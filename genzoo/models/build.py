@@ -72,6 +72,7 @@ def load_trained(cfg: DictConfig, ckpt: Path, device: str | torch.device | None 
     else the CPU.
     """
     data = instantiate(cfg.data)
+    data.n_test = OmegaConf.select(cfg, "budget.n_test")  # the test images the run was tested on (None: the whole split)
     data.setup()
     model = build_model(cfg.model, data.image_shape, data.num_classes)
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
