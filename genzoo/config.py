@@ -39,6 +39,14 @@ def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+MAX_SEED = 2**32 - 1
+
+
+def _is_batch_limit(v) -> bool:
+    """Lightning's limit_*_batches: an int number of batches, or a float share of the epoch."""
+    return (_is_int(v) and v > 0) or (isinstance(v, float) and 0 < v <= 1)
+
+
 POSITIVE_INT = Rule(lambda v: _is_int(v) and v > 0, "a positive integer", "16")
 POSITIVE_NUMBER = Rule(lambda v: _is_number(v) and v > 0, "a positive number", "1e-3")
 
@@ -82,7 +90,7 @@ RULE_KINDS: dict[str, Rule] = {
 # Keys outside model.* (and the model keys every family has); each family's own model.*
 # keys are checked by its schema (family_rules).
 RULES: dict[str, Rule] = {
-    "seed": Rule(lambda v: _is_int(v) and v >= 0, "a non-negative integer", "0"),
+    "seed": Rule(lambda v: _is_int(v) and 0 <= v <= MAX_SEED, f"an integer in 0..{MAX_SEED} (numpy and Lightning take 32-bit seeds)", "0"),
     "resume": one_of("never", "auto"),
     "ckpt_path": Rule(lambda v: v is None or isinstance(v, str), "a path to a .ckpt file or null", "outputs/vae-fashion_mnist/<time>/checkpoints/last.ckpt"),
     "max_skipped_steps": Rule(lambda v: _is_int(v) and v >= 0, "a non-negative integer", "0"),
@@ -94,6 +102,8 @@ RULES: dict[str, Rule] = {
     "model.conditional": RULE_KINDS["bool"],
     "model.optimizer.lr": POSITIVE_NUMBER,
     "budget.max_epochs": Rule(lambda v: _is_int(v) and (v > 0 or v == -1), "a positive integer or -1", "10"),
+    "budget.limit_train_batches": Rule(_is_batch_limit, "a positive number of batches or a share in (0, 1]", "20"),
+    "budget.limit_val_batches": Rule(lambda v: _is_batch_limit(v) or v == 0, "a number of batches >= 0 or a share in (0, 1]", "4"),
     "budget.max_steps": Rule(lambda v: _is_int(v) and (v > 0 or v == -1), "a positive integer or -1 (no limit)", "-1"),
     "budget.eval_samples": POSITIVE_INT,
     "budget.grid_samples": POSITIVE_INT,

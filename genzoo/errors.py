@@ -21,6 +21,12 @@ class Interrupted(GenzooError):
     exit_code = 143  # 128 + SIGTERM, as a shell reports a process ended by it
 
 
+class TrainingFailed(GenzooError):
+    """The run trained no step (or otherwise produced nothing to score); metrics.json says status "failed" and why."""
+
+    exit_code = 1
+
+
 class ConfigError(GenzooError, ValueError):
     """A config value or group option is invalid; the message names the key and the fix."""
 

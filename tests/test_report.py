@@ -114,6 +114,32 @@ def test_an_unfinished_run_joins_its_familys_row(tmp_path):
     assert [(r["family"], r["runs_started"], r["runs_completed"]) for r in rows] == [("ae", 2, 1)]
 
 
+def test_an_unreadable_record_is_skipped_with_a_warning_that_names_it(tmp_path, capsys):
+    root = tmp_path / "multirun"
+    _run(root, "0_vae", "vae", fid=10.0)
+    _run(root, "1_vae", "vae", fid=20.0)
+    (root / "1_vae" / "metrics.json").write_text('{"model": "vae", "data": ')  # truncated
+    runs = collect_runs([root])
+    assert [r["dir"] for r in runs] == [str(root / "0_vae")]
+    assert f"skipped {root / '1_vae'}" in capsys.readouterr().err
+
+
+def test_a_directory_given_twice_counts_once(sweep):
+    assert len(collect_runs([sweep, sweep / "0_vae"])) == len(collect_runs([sweep]))
+
+
+def test_datasets_are_never_averaged_together(tmp_path):
+    root = tmp_path / "multirun"
+    _run(root, "0_vae", "vae", fid=10.0)
+    _run(root, "1_vae", "vae", fid=30.0)
+    payload = json.loads((root / "1_vae" / "metrics.json").read_text())
+    (root / "1_vae" / "metrics.json").write_text(json.dumps({**payload, "data": "mnist"}))
+    main([str(root), "--out", str(tmp_path / "out")])
+    tables = sorted((tmp_path / "out").glob("*/table.md"))
+    assert [t.parent.name for t in tables] == ["fashion_mnist-CPU", "mnist-CPU"]
+    assert "| vae | 1 / 0 / 1 | 10.0 |" in tables[0].read_text() and "| vae | 1 / 0 / 1 | 30.0 |" in tables[1].read_text()
+
+
 def test_report_rejects_a_path_without_runs(tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         main([str(tmp_path / "missing"), "--out", str(tmp_path / "o")])

@@ -28,6 +28,8 @@ class GenerativeModel(L.LightningModule):
     # DDPM's x_T); None: no latent code (PixelCNN).
     latent_space: str | None = None
     channels_last: bool = False  # batches arrive in channels_last memory format (set by speed_up)
+    # DDP: True when a training step leaves some parameters without a gradient (e.g. one of two nets)
+    ddp_find_unused_parameters: bool = False
 
     def __init__(self, image_shape, optimizer):
         super().__init__()

@@ -47,6 +47,7 @@ class GAN(GenerativeModel):
     """
 
     family = "gan"
+    ddp_find_unused_parameters = True  # the discriminator's update leaves the generator without gradients
     latent_space = "prior"
     checkpoint_monitor = None  # no held-out loss tells a better generator; keep the last weights
 

@@ -1,15 +1,18 @@
 """python -m genzoo.report <multirun dir or run dirs> --out <dir>: the comparison table and plots.
 
 Writes table.md, table.csv and the four figures of genzoo.report.plots into --out, and
-prints table.md. Each output states the data, budget, seeds, hardware, versions and
+prints table.md. Runs of different datasets or machines are never averaged together:
+each (dataset, device) gets its own table, in --out/<data>-<device>/ when there are several. Each output states the data, budget, seeds, hardware, versions and
 evaluation protocol its numbers came from.
 """
 
 import argparse
+import re
+from pathlib import Path
 
 from genzoo.errors import exit_with_error
 from genzoo.report.plots import write_plots
-from genzoo.report.table import collect_runs, summarise, write_table
+from genzoo.report.table import collect_runs, split_tables, summarise, write_table
 
 
 def main(argv=None) -> None:
@@ -21,10 +24,18 @@ def main(argv=None) -> None:
         runs = collect_runs(args.paths)
     except FileNotFoundError as err:
         exit_with_error(err)
-    md, csv_path = write_table(summarise(runs), args.out, protocol(runs))
-    plots = write_plots(runs, args.out)
-    print(md.read_text())
-    print("written: " + ", ".join(str(p) for p in (md, csv_path, *plots)))
+    groups = split_tables(runs)
+    for (data, hardware), mine in groups.items():
+        # one dataset on one machine: the table directly in --out; several: one folder each, never averaged together
+        out = Path(args.out) if len(groups) == 1 else Path(args.out) / _slug(f"{data}-{hardware or 'unknown-hardware'}")
+        md, csv_path = write_table(summarise(mine), out, protocol(mine))
+        plots = write_plots(mine, out)
+        print(md.read_text())
+        print("written: " + ", ".join(str(p) for p in (md, csv_path, *plots)))
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
 
 
 def protocol(runs) -> str:

@@ -12,7 +12,10 @@ import csv
 import io
 import math
 import statistics
+import sys
 from pathlib import Path
+
+from omegaconf import OmegaConf
 
 from genzoo.artifacts import atomic_write_bytes
 from genzoo.families import of_target
@@ -48,14 +51,18 @@ COLUMNS = [
 
 
 def collect_runs(paths) -> list[dict]:
-    """Every run under `paths` (run dirs or folders holding them): {"dir", "status", "record", "family"} each.
+    """Every run under `paths` (run dirs or folders holding them), once each: {"dir", "status", "record", "family", "data", "hardware"}.
 
     record: the run's RunRecord (metrics.json), or None when it has none yet. family: the
     record's `model`, or for a run without a record the registry's family of the
     `model._target_` in its config.yaml (so an unfinished run joins its family's row).
+    data and hardware (the device that trained, None when unknown) say which table the run
+    belongs to. A directory reached twice (given twice, or inside another path given)
+    counts once. A metrics.json or config.yaml that cannot be read is skipped with a
+    warning on stderr that names it.
     Raises FileNotFoundError when a path does not exist or holds no run.
     """
-    runs = []
+    runs, seen = [], set()
     for path in map(Path, paths):
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist: pass a multirun directory or run directories")
@@ -63,18 +70,37 @@ def collect_runs(paths) -> list[dict]:
         if not dirs:
             raise FileNotFoundError(f"no run directories (with config.yaml) under {path}")
         for d in dirs:
+            if d.resolve() in seen:
+                continue
+            seen.add(d.resolve())
             metrics = d / "metrics.json"
-            record = RunRecord.read(metrics) if metrics.is_file() else None
-            runs.append({"dir": str(d), "status": record.status if record else "not finished", "record": record, "family": _family(d, record)})
+            try:
+                record = RunRecord.read(metrics) if metrics.is_file() else None
+                config = None if record else OmegaConf.load(d / "config.yaml")
+                family = record.model if record else of_target(config.model._target_).name
+            except Exception as err:  # noqa: BLE001 - any unreadable run is named and skipped, never fatal
+                print(f"genzoo: warning: skipped {d}: its record cannot be read ({type(err).__name__}: {err})", file=sys.stderr)
+                continue
+            data = record.data if record else OmegaConf.select(config, "data.name")
+            hardware = (record.protocol.get("hardware") or {}).get("device") if record else None
+            runs.append({"dir": str(d), "status": record.status if record else "not finished", "record": record,
+                         "family": family, "data": data, "hardware": hardware})
     return runs
 
 
-def _family(run_dir: Path, record: RunRecord | None) -> str:
-    if record:
-        return record.model
-    from omegaconf import OmegaConf
+def split_tables(runs: list[dict]) -> dict[tuple, list[dict]]:
+    """{(data, hardware): runs}: one table each, so datasets and machines are never averaged together.
 
-    return of_target(OmegaConf.load(run_dir / "config.yaml").model._target_).name
+    A run without a record (hardware unknown) joins the table of its dataset (of any
+    dataset, if its config names none) when there is exactly one, else a table of its own.
+    """
+    groups: dict[tuple, list[dict]] = {}
+    for run in (r for r in runs if r["hardware"] is not None):
+        groups.setdefault((run["data"], run["hardware"]), []).append(run)
+    for run in (r for r in runs if r["hardware"] is None):
+        same_data = [key for key in groups if run["data"] in (None, key[0]) and key[1] is not None]
+        groups.setdefault(same_data[0] if len(same_data) == 1 else (run["data"], None), []).append(run)
+    return dict(sorted(groups.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1]))))
 
 
 def summarise(runs: list[dict]) -> list[dict]:

@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-STATUSES = ("completed", "diverged", "interrupted")
+STATUSES = ("completed", "diverged", "interrupted", "failed")
 
 
 @dataclass
@@ -20,7 +20,7 @@ class RunRecord:
     model: the family name (genzoo.families); data: the dataset name.
     status: "completed", "diverged" (a non-finite loss stopped training; `divergence` gives
         the step, metric and value) or "interrupted" (SIGTERM/SIGINT; `interruption` gives
-        the step, epoch and checkpoint saved).
+        the step, epoch and checkpoint saved) or "failed" (nothing was trained; `failure` says why).
     skipped_steps: optimiser steps skipped for non-finite gradients.
     metrics: test metrics (likelihoods in nats/image and bits/dim, reconstruction MSE) and
         the harness's sample-quality metrics, {name: float or None}; control metrics for a
@@ -38,6 +38,7 @@ class RunRecord:
     status: str
     divergence: dict | None = None
     interruption: dict | None = None
+    failure: str | None = None
     skipped_steps: int = 0
     metrics: dict = field(default_factory=dict)
     quality_curve: dict = field(default_factory=dict)
@@ -50,10 +51,12 @@ class RunRecord:
             raise ValueError(f"status {self.status!r} is not one of {', '.join(STATUSES)}")
 
     def to_dict(self) -> dict:
-        """The JSON payload: every field, except `interruption` on a run that was not interrupted."""
+        """The JSON payload: every field, except `interruption` and `failure` on runs that were not interrupted or failed."""
         payload = asdict(self)
         if self.status != "interrupted":
             payload.pop("interruption")
+        if self.status != "failed":
+            payload.pop("failure")
         return payload
 
     def write(self, path: Path) -> None:

@@ -11,6 +11,7 @@ file and renames it, so a full disk or a kill mid-write never leaves a partial l
 """
 
 import random
+import shlex
 import signal
 from pathlib import Path
 
@@ -189,4 +190,4 @@ def resume_command(cfg, run_dir: Path) -> str:
     if not HydraConfig.initialized():
         return f"run(cfg) with output_dir={run_dir} resume=auto"
     keep = [o for o in HydraConfig.get().overrides.task if not o.startswith(("resume=", "ckpt_path=", "output_dir="))]
-    return " ".join(["python -m genzoo", *keep, f"hydra.run.dir={run_dir}", "resume=auto"])
+    return " ".join(["python -m genzoo", *map(shlex.quote, [*keep, f"hydra.run.dir={run_dir}", "resume=auto"])])  # pastes into a shell

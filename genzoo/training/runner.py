@@ -17,7 +17,7 @@ from genzoo import protocol
 from genzoo.artifacts import interleave_rows, save_grid
 from genzoo.config import check_edit_classes, prepare, validate
 from genzoo.data.datamodule import to_unit_range
-from genzoo.errors import ConfigError, Interrupted
+from genzoo.errors import ConfigError, Interrupted, TrainingFailed
 from genzoo.evaluation.figures import write_guidance_tradeoff
 from genzoo.evaluation.latent import write_latent_pictures
 from genzoo.metrics.control import control_metrics
@@ -98,11 +98,14 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict | None:
     gradient) stops after training, keeping the last checkpoint written before: no test or
     scoring, status "diverged".
     Raises ConfigError or DatasetNotFoundError for bad input, before training;
+    TrainingFailed when no step was trained (metrics.json status "failed");
     Interrupted after SIGTERM/SIGINT (a checkpoint saved, metrics.json status
     "interrupted"); CheckpointWriteError when a checkpoint cannot be written.
     """
     r = build(cfg, callbacks)
     diverged = train(r)
+    if diverged is None and r.trainer.global_step == 0:
+        _failed(r, "trained zero steps (the budget and batch size gave no training batch)")
     metrics, cards, sampling, eval_seconds = {}, {}, {}, 0.0
     if diverged is None:
         metrics = measure_test(r)
@@ -141,6 +144,7 @@ def build(cfg: DictConfig, callbacks: list | None = None) -> Run:
     data.n_test, data.order_seed = budget["n_test"], cfg.seed
     ckpt_path = _resume_checkpoint(cfg, run_dir, model.family, data)  # a bad checkpoint stops the run here ...
     data.setup("fit")  # ... and a missing dataset here, before the trainer starts
+    _check_before_training(cfg, data, budget, hardware)
     clock, monitor = TrainingClock(), DivergenceMonitor(cfg.max_skipped_steps)
     curve = QualityCurve(clock, budget["curve_points"])
     interruption = Interruption(run_dir / "checkpoints" / "last.ckpt")
@@ -158,7 +162,7 @@ def build(cfg: DictConfig, callbacks: list | None = None) -> Run:
         accelerator=hardware["accelerator"],
         devices=hardware["devices"],
         num_nodes=hardware.get("num_nodes", 1),
-        strategy=_strategy(hardware),
+        strategy=_strategy(hardware, model),
         precision=hardware["precision"],
         max_epochs=budget["max_epochs"],
         max_steps=budget["max_steps"],
@@ -336,13 +340,52 @@ def _interrupted(r: Run) -> None:
     )
 
 
-def _strategy(hardware: dict):
-    """Lightning strategy: "auto" (one device) or DDP with the configured process-group backend."""
+def _failed(r: Run, why: str) -> None:
+    """Record status "failed" with the reason (rank zero) and raise TrainingFailed."""
+    if r.trainer.is_global_zero:
+        RunRecord(model=r.model.family, data=r.data.name, status="failed", failure=why).write(r.run_dir / "metrics.json")
+    raise TrainingFailed(f"{why}: nothing to test or score, status \"failed\" in {r.run_dir / 'metrics.json'}")
+
+
+def _check_before_training(cfg: DictConfig, data, budget: dict, hardware: dict) -> None:
+    """Raise ConfigError (one line) for what would fail or mean nothing after training: checked before any step."""
+    if hardware["accelerator"] in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"hardware.accelerator={hardware['accelerator']} needs a CUDA GPU and this machine shows none: "
+                          "use hardware=cpu (or hardware=auto, which takes a GPU when there is one)")
+    n_train, batch = len(data.train_set), data.batch_size
+    if n_train < batch:
+        raise ConfigError(f"data.batch_size={batch} is larger than the training split ({n_train} images), so no full "
+                          f"training batch exists: use data.batch_size<={n_train}")
+    limit, n_batches = budget["limit_train_batches"], n_train // batch  # training batches drop the last partial one
+    if isinstance(limit, float) and int(limit * n_batches) < 1:
+        raise ConfigError(f"budget.limit_train_batches={limit} is less than one of the {n_batches} training batches: "
+                          f"use a share >= {1 / n_batches:.2g} or a whole number of batches (budget.limit_train_batches=1)")
+    extractors = list(cfg.eval.extractors or [])
+    if extractors:
+        n_eval = min(budget["eval_samples"], len(data.test_images))
+        if n_eval <= cfg.eval.pr_k:
+            raise ConfigError(f"budget.eval_samples={budget['eval_samples']} scores {n_eval} samples, not above eval.pr_k={cfg.eval.pr_k} "
+                              f"(precision and recall take each sample's k-th nearest neighbour): use budget.eval_samples>{cfg.eval.pr_k}")
+        cache = eval_cache_dir(cfg.eval)
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=cache).close()
+        except OSError as err:
+            raise ConfigError(f"evaluation cache {cache} is not a writable directory ({err.strerror}): "
+                              "set eval.cache_dir=<a writable directory> or GENZOO_CACHE") from err
+
+
+def _strategy(hardware: dict, model: GenerativeModel):
+    """Lightning strategy: "auto" (one device) or DDP with the configured process-group backend.
+
+    A family whose steps leave some parameters without gradients (the GAN: the generator in
+    the discriminator's update) sets `ddp_find_unused_parameters`, so DDP's reducer does not wait for them.
+    """
     if hardware.get("strategy", "auto") != "ddp":
         return hardware.get("strategy", "auto")
     from lightning.pytorch.strategies import DDPStrategy
 
-    return DDPStrategy(process_group_backend=hardware.get("process_group_backend"))
+    return DDPStrategy(process_group_backend=hardware.get("process_group_backend"), find_unused_parameters=model.ddp_find_unused_parameters)
 
 
 def _check_launch(cfg: DictConfig) -> None:

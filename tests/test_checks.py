@@ -1,0 +1,83 @@
+"""Settings that would fail or mean nothing after training are refused before it, in one line."""
+
+import json
+
+import pytest
+
+from genzoo import load_config, run
+from genzoo.errors import ConfigError, TrainingFailed
+
+TINY = ["model=ae", "hardware=cpu", "budget=smoke", "budget.limit_train_batches=2", "budget.limit_val_batches=1",
+        "budget.n_test=32", "progress_bar=false", "logger=none", "budget.curve_points=0"]
+
+
+@pytest.mark.parametrize("override,message", [
+    ("seed=4294967296", "seed=4294967296 is invalid: it must be an integer in 0..4294967295"),
+    ("budget.limit_train_batches=-1", "budget.limit_train_batches=-1 is invalid"),
+    ("budget.limit_train_batches=0", "budget.limit_train_batches=0 is invalid"),
+    ("budget.limit_train_batches=1.5", "budget.limit_train_batches=1.5 is invalid"),
+])
+def test_out_of_range_settings_are_config_errors(override, message):
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        load_config([override])
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["data.batch_size=100000", "eval=none"], "data.batch_size=100000 is larger than the training split (54000 images)"),
+    (["budget.eval_samples=3"], "budget.eval_samples=3 scores 3 samples, not above eval.pr_k=3"),
+    (["hardware.accelerator=gpu", "eval=none"], "needs a CUDA GPU and this machine shows none"),
+])
+def test_checks_before_training_stop_with_one_line_and_train_nothing(overrides, message, data_root, tmp_path):
+    pytest.importorskip("torch")
+    import torch
+
+    if "hardware.accelerator=gpu" in overrides and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    cfg = load_config([*TINY, f"data.root={data_root}", f"output_dir={tmp_path}", *overrides])
+    with pytest.raises(ConfigError) as err:
+        run(cfg)
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "metrics.json").exists()
+
+
+def test_an_unwritable_evaluation_cache_is_refused_before_training(data_root, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    cfg = load_config([*TINY, f"data.root={data_root}", f"output_dir={tmp_path / 'run'}", f"eval.cache_dir={blocker}"])
+    with pytest.raises(ConfigError, match="evaluation cache .* is not a writable directory"):
+        run(cfg)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_share_of_the_epoch_below_one_batch_is_refused_in_one_line(data_root, tmp_path):
+    cfg = load_config([*TINY, "budget.limit_train_batches=0.0001", "eval=none", f"data.root={data_root}", f"output_dir={tmp_path}"])
+    with pytest.raises(ConfigError, match=r"budget.limit_train_batches=0.0001 is less than one of the 421 training batches"):
+        run(cfg)
+
+
+def test_a_run_that_trains_zero_steps_is_failed_not_completed(data_root, tmp_path, monkeypatch):
+    # the backstop after fit: a training loader that yields nothing (no check before training saw it coming)
+    from genzoo.data.datamodule import ImageDataModule
+
+    monkeypatch.setattr(ImageDataModule, "train_dataloader", lambda self: [])
+    cfg = load_config([*TINY, "eval=none", f"data.root={data_root}", f"output_dir={tmp_path}"])
+    with pytest.raises(TrainingFailed, match="trained zero steps"):
+        run(cfg)
+    record = json.loads((tmp_path / "metrics.json").read_text())
+    assert record["status"] == "failed" and "zero steps" in record["failure"] and record["metrics"] == {}
+
+
+def test_the_printed_resume_command_is_quoted_for_a_shell(tmp_path, monkeypatch):
+    import shlex
+
+    from hydra.core.hydra_config import HydraConfig
+
+    from genzoo.training.resume import resume_command
+
+    class Fake:
+        overrides = type("O", (), {"task": ["model=vae", "budget.max_epochs=3"]})()
+
+    monkeypatch.setattr(HydraConfig, "initialized", staticmethod(lambda: True))
+    monkeypatch.setattr(HydraConfig, "get", staticmethod(lambda: Fake()))
+    command = resume_command(None, tmp_path / "a run dir")
+    assert shlex.split(command)[3:] == ["model=vae", "budget.max_epochs=3", f"hydra.run.dir={tmp_path / 'a run dir'}", "resume=auto"]
