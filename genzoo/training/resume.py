@@ -10,6 +10,7 @@ family fails with one line. `AtomicCheckpointIO` writes every checkpoint to a te
 file and renames it, so a full disk or a kill mid-write never leaves a partial last.ckpt.
 """
 
+import contextlib
 import random
 import shlex
 import signal
@@ -134,6 +135,54 @@ class sigint_as_sigterm:
         return False
 
 
+class PhaseInterrupted(BaseException):
+    """SIGTERM or SIGINT outside fit; `phase` names the phase it stopped ("build", "test", "score", "record").
+
+    A BaseException, as KeyboardInterrupt is, so no `except Exception` on the way swallows it.
+    """
+
+    def __init__(self, phase: str, signum: int):
+        super().__init__(f"{signal.Signals(signum).name} during {phase}")
+        self.phase, self.signum = phase, signum
+
+
+class PhaseSignals:
+    """SIGTERM and SIGINT raise PhaseInterrupted(phase) in every phase of a run except fit.
+
+    Within the block, `phase` names the phase running. Around fit use `suspended()`: the
+    handlers there are Lightning's (stop at the end of the current batch, then the
+    Interruption callback saves), which would otherwise call this one mid-step. Outside a
+    Lightning loop (scoring, writing the record) and inside trainer.test or the one-time
+    classifier training, the signal stops the work at once; nothing half-written is left,
+    because every file genzoo writes is written atomically.
+    """
+
+    def __init__(self):
+        self.phase = "build"
+
+    def _raise(self, signum, frame):
+        raise PhaseInterrupted(self.phase, signum)
+
+    def __enter__(self):
+        self._previous = {s: signal.signal(s, self._raise) for s in (signal.SIGTERM, signal.SIGINT)}
+        return self
+
+    def __exit__(self, *exc):
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        return False
+
+    @contextlib.contextmanager
+    def suspended(self):
+        """Default handlers for the block (fit: Lightning's connector and sigint_as_sigterm take over)."""
+        mine = {s: signal.signal(s, signal.SIG_DFL if s == signal.SIGTERM else signal.default_int_handler) for s in self._previous}
+        try:
+            yield
+        finally:
+            for s, handler in mine.items():
+                signal.signal(s, handler)
+
+
 class CheckpointWriteError(GenzooError):
     """A checkpoint could not be written (disk full, permissions); the previous one is intact."""
 
@@ -172,10 +221,11 @@ class Interruption(L.Callback):
         self.saved, self.step, self.epoch = False, None, None
 
     def on_exception(self, trainer, module, exception):
+        from lightning.pytorch.trainer.states import TrainerFn
         from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-        if not isinstance(exception, SIGTERMException):
-            return
+        if not isinstance(exception, SIGTERMException) or trainer.state.fn != TrainerFn.FITTING:
+            return  # after fit (test) nothing is saved: last.ckpt stays the end of training
         self.step, self.epoch = batches_done(trainer), trainer.current_epoch
         if trainer.sanity_checking or trainer.validating:
             return

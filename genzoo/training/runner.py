@@ -40,6 +40,8 @@ from genzoo.training.record import RunRecord
 from genzoo.training.resume import (
     AtomicCheckpointIO,
     Interruption,
+    PhaseInterrupted,
+    PhaseSignals,
     ResumeState,
     read_checkpoint,
     resume_command,
@@ -102,23 +104,33 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict | None:
     Interrupted after SIGTERM/SIGINT (a checkpoint saved, metrics.json status
     "interrupted"); CheckpointWriteError when a checkpoint cannot be written.
     """
-    r = build(cfg, callbacks)
-    diverged = train(r)
-    if diverged is None and r.trainer.global_step == 0:
-        _failed(r, "trained zero steps (the budget and batch size gave no training batch)")
-    metrics, cards, sampling, eval_seconds = {}, {}, {}, 0.0
-    if diverged is None:
-        metrics = measure_test(r)
-        scored = score(r)
-        if scored is None:  # a DDP rank other than zero
-            return None
-        quality, cards, sampling, eval_seconds = scored
-        metrics.update(quality)
-    if not r.trainer.is_global_zero:
-        return None
-    record = make_record(r, diverged, metrics, cards, sampling, eval_seconds)
-    record.write(r.run_dir / "metrics.json")
-    return record.to_dict()
+    r = None
+    with PhaseSignals() as signals:
+        try:
+            r = build(cfg, callbacks)
+            signals.phase = "train"
+            with signals.suspended():
+                diverged = train(r)
+            if diverged is None and r.trainer.global_step == 0:
+                _failed(r, "trained zero steps (the budget and batch size gave no training batch)")
+            metrics, cards, sampling, eval_seconds = {}, {}, {}, 0.0
+            if diverged is None:
+                signals.phase = "test"
+                metrics = measure_test(r)
+                signals.phase = "score"
+                scored = score(r)
+                if scored is None:  # a DDP rank other than zero
+                    return None
+                quality, cards, sampling, eval_seconds = scored
+                metrics.update(quality)
+            if not r.trainer.is_global_zero:
+                return None
+            signals.phase = "record"
+            record = make_record(r, diverged, metrics, cards, sampling, eval_seconds)
+            record.write(r.run_dir / "metrics.json")
+            return record.to_dict()
+        except PhaseInterrupted as stop:
+            _interrupted_outside_fit(cfg, r, stop.phase)
 
 
 def build(cfg: DictConfig, callbacks: list | None = None) -> Run:
@@ -338,6 +350,26 @@ def _interrupted(r: Run) -> None:
         + (f"checkpoint {where['checkpoint']} saved" if interruption.saved else "during validation, nothing new saved")
         + f"; resume with: {resume_command(cfg, run_dir)}"
     )
+
+
+def _interrupted_outside_fit(cfg: DictConfig, r: Run | None, phase: str) -> None:
+    """After SIGTERM/SIGINT outside fit: record status "interrupted" (when a run was built) and raise Interrupted.
+
+    Before training (phase "build") nothing was trained or saved; after it, last.ckpt is the
+    end of training (nothing is written after fit ends), and resume=auto continues from there
+    straight to testing and scoring.
+    """
+    if r is None:
+        raise Interrupted("interrupted before training started (while building the run): nothing was saved; run the same command again")
+    last = r.run_dir / "checkpoints" / "last.ckpt"
+    where = {"phase": phase, "step": r.trainer.global_step, "epoch": r.trainer.current_epoch,
+             "checkpoint": str(last) if last.is_file() and phase != "build" else None}
+    if r.trainer.is_global_zero:
+        RunRecord(model=r.model.family, data=r.data.name, status="interrupted", interruption=where).write(r.run_dir / "metrics.json")
+    if phase in ("build", "train"):
+        raise Interrupted(f"interrupted before training started: nothing new saved; resume with: {resume_command(cfg, r.run_dir)}")
+    raise Interrupted(f"interrupted during {phase}, after training ended (checkpoint {last} is the end of training, unchanged); "
+                      f"resume with: {resume_command(cfg, r.run_dir)}")
 
 
 def _failed(r: Run, why: str) -> None:
