@@ -27,6 +27,7 @@ from genzoo.metrics.speed import timed_sampling
 from genzoo.models.base import GenerativeModel
 from genzoo.models.build import build_model
 from genzoo.protocol import site_seed
+from genzoo.training import rundir
 from genzoo.training.callbacks import (
     DivergenceMonitor,
     QualityCurve,
@@ -69,6 +70,7 @@ class Run:
     curve: QualityCurve
     interruption: Interruption
     scorer: tuple | None
+    lock: object = None  # the run directory's lock (genzoo.training.rundir.claim), held until the run ends
 
 
 def run(cfg: DictConfig, callbacks: list | None = None) -> dict | None:
@@ -131,6 +133,9 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict | None:
             return record.to_dict()
         except PhaseInterrupted as stop:
             _interrupted_outside_fit(cfg, r, stop.phase)
+        finally:
+            if r is not None and r.lock:
+                r.lock.close()
 
 
 def build(cfg: DictConfig, callbacks: list | None = None) -> Run:
@@ -145,6 +150,17 @@ def build(cfg: DictConfig, callbacks: list | None = None) -> Run:
     prepare(cfg)
     _check_launch(cfg)
     run_dir = _output_dir(cfg)
+    lock = rundir.claim(run_dir)  # released when the run ends (Run.lock closed by run())
+    try:
+        return _build(cfg, callbacks, commit, run_dir, lock)
+    except BaseException:
+        if lock:
+            lock.close()
+        raise
+
+
+def _build(cfg: DictConfig, callbacks, commit, run_dir: Path, lock) -> Run:
+    rundir.check_fresh(cfg, run_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     data = instantiate(cfg.data)
@@ -194,7 +210,8 @@ def build(cfg: DictConfig, callbacks: list | None = None) -> Run:
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # training starts from the seed, whatever the scorer's set-up drew
     if trainer.is_global_zero:
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-    return Run(cfg, run_dir, commit, data, model, budget, hardware, speed, ckpt_path, trainer, clock, monitor, curve, interruption, scorer)
+    return Run(cfg, run_dir, commit, data, model, budget, hardware, speed, ckpt_path, trainer, clock, monitor, curve, interruption, scorer,
+               lock)
 
 
 def train(r: Run) -> dict | None:
@@ -335,6 +352,9 @@ def _resume_checkpoint(cfg: DictConfig, run_dir: Path, family: str, data) -> str
     if path is None:
         return None
     entry = read_checkpoint(Path(path), family, data.name)
+    ckpt_dir = Path(path).resolve().parent
+    owner = run_dir if ckpt_dir in (run_dir.resolve(), (run_dir / "checkpoints").resolve()) else ckpt_dir.parent
+    rundir.check_identity(cfg, owner / "config.yaml")  # before this run's config.yaml replaces it
     data.resume_at(*resume_position(entry))
     return str(path)
 
