@@ -81,3 +81,60 @@ def test_the_printed_resume_command_is_quoted_for_a_shell(tmp_path, monkeypatch)
     monkeypatch.setattr(HydraConfig, "get", staticmethod(lambda: Fake()))
     command = resume_command(None, tmp_path / "a run dir")
     assert shlex.split(command)[3:] == ["model=vae", "budget.max_epochs=3", f"hydra.run.dir={tmp_path / 'a run dir'}", "resume=auto"]
+
+
+def test_idx_intact_tells_a_whole_file_from_a_damaged_one(tmp_path):
+    from genzoo.data.sources import idx_intact
+
+    whole = tmp_path / "labels"
+    whole.write_bytes(b"\x00\x00\x08\x01" + (3).to_bytes(4, "big") + bytes([1, 2, 3]))
+    assert idx_intact(whole)
+    for name, content in [("empty", b""), ("truncated", whole.read_bytes()[:-1]), ("foreign", b"GIF89a" + bytes(10))]:
+        (tmp_path / name).write_bytes(content)
+        assert not idx_intact(tmp_path / name), name
+
+
+@pytest.mark.parametrize("damage", ["zero bytes", "truncated", "wrong magic"])
+def test_a_damaged_dataset_file_is_repaired_from_the_system_copy(damage, data_root, tmp_path):
+    import shutil
+
+    from genzoo.data.sources import load_split
+
+    load_split("fashion_mnist", data_root, train=False, download=False)  # the session root holds the files
+    shutil.copytree(data_root / "FashionMNIST", tmp_path / "FashionMNIST")
+    labels = tmp_path / "FashionMNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    good = labels.read_bytes()
+    labels.write_bytes({"zero bytes": b"", "truncated": good[:100], "wrong magic": b"\xff" * len(good)}[damage])
+    images, y = load_split("fashion_mnist", tmp_path, train=False, download=False)
+    assert len(y) == 10000 and labels.read_bytes() == good
+
+
+def test_a_data_root_that_is_a_file_is_one_line(tmp_path):
+    from genzoo.data.sources import load_split
+    from genzoo.errors import DatasetNotFoundError
+
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(DatasetNotFoundError, match="is a file, not a directory") as err:
+        load_split("fashion_mnist", tmp_path / "f", train=False, download=False)
+    assert "\n" not in str(err.value)
+
+
+def test_a_run_config_that_is_not_yaml_is_one_line(tmp_path):
+    from genzoo.models.build import read_run_config
+
+    (tmp_path / "config.yaml").write_text(": : not yaml [\n")
+    with pytest.raises(ConfigError, match="is not a readable config") as err:
+        read_run_config(tmp_path)
+    assert "\n" not in str(err.value)
+    (tmp_path / "config.yaml").write_text("seed: 0\n")
+    with pytest.raises(ConfigError, match="not a genzoo run config"):
+        read_run_config(tmp_path)
+
+
+def test_the_report_refuses_an_out_that_is_a_file(tmp_path, capsys):
+    from genzoo.report.__main__ import main
+
+    (tmp_path / "out").write_text("x")
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path), "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2 and "is a file" in capsys.readouterr().err

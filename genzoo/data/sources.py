@@ -4,6 +4,7 @@ Every source ends in the same form: uint8 images (N, C, H, W) and int64 labels (
 """
 
 import gzip
+import math
 import os
 import shutil
 import tempfile
@@ -87,15 +88,28 @@ def load_split(name: str, root: Path, train: bool, download: bool) -> tuple[torc
     """
     spec = dataset_spec(name)
     cls = getattr(torchvision.datasets, spec.torchvision_class)
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise DatasetNotFoundError(f"data root {root} is a file, not a directory: set GENZOO_DATA or data.root=<a directory>")
     tried = [str(root / spec.folder)]
+    damaged = None
     try:
         return _to_tensors(cls(str(root), train=train, download=False))
     except RuntimeError:
-        pass
+        pass  # not there (torchvision's "Dataset not found")
+    except (ValueError, OSError, EOFError, IndexError, AssertionError) as err:  # there, but unreadable (torchvision asserts the magic)
+        damaged = f"the files under {root / spec.folder} are damaged ({type(err).__name__}: {str(err)[:80]})"
     for system_dir in spec.system_dirs:
         tried.append(system_dir)
-        if _install_idx_from(Path(system_dir), root / spec.folder / "raw"):
-            return _to_tensors(cls(str(root), train=train, download=False))
+        try:
+            if _install_idx_from(Path(system_dir), root / spec.folder / "raw"):  # also replaces damaged copies
+                return _to_tensors(cls(str(root), train=train, download=False))
+        except OSError as err:
+            raise DatasetNotFoundError(f"cannot copy {name} into the data root {root} ({err.strerror}): "
+                                       "set GENZOO_DATA or data.root=<a writable directory>") from err
+    if damaged:
+        raise DatasetNotFoundError(f"dataset '{name}': {damaged}. Fix: delete them to download or copy them again, "
+                                   f"or install the system package that ships it{': apt-get install ' + spec.system_package if spec.system_package else ''}")
     reason = "download disabled (data.download=false)"
     if download:
         try:
@@ -127,13 +141,29 @@ def _install_idx_from(src: Path, raw_dir: Path) -> bool:
     raw_dir.mkdir(parents=True, exist_ok=True)
     for gz, stem in zip(sources, _IDX_FILES):
         target = raw_dir / stem
-        if target.is_file():
+        if target.is_file() and idx_intact(target):
             continue
         fd, tmp = tempfile.mkstemp(dir=raw_dir, prefix=f".{stem}.")
         with os.fdopen(fd, "wb") as out, gzip.open(gz, "rb") as inp:
             shutil.copyfileobj(inp, out)
         os.replace(tmp, target)
     return True
+
+
+def idx_intact(path: Path) -> bool:
+    """Whether an IDX file (MNIST's format) is whole: its magic number is an IDX one and its size is what its header says."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+            if len(head) < 4 or head[:2] != b"\x00\x00" or head[2] != 0x08:  # unsigned-byte IDX files
+                return False
+            dims = f.read(4 * head[3])
+        if len(dims) < 4 * head[3]:
+            return False
+        expected = 4 + 4 * head[3] + math.prod(int.from_bytes(dims[i : i + 4], "big") for i in range(0, len(dims), 4))
+        return path.stat().st_size == expected
+    except OSError:
+        return False
 
 
 def _to_tensors(dataset) -> tuple[torch.Tensor, torch.Tensor]:

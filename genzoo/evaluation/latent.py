@@ -206,16 +206,15 @@ def main(argv=None) -> None:
     parser.add_argument("--edit", type=int, nargs=2, metavar=("SOURCE", "TARGET"), help="classes of attribute_edit.png (default: the run's edit_classes)")
     parser.add_argument("--out", type=Path, help="output folder (default <run dir>/latent)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    from omegaconf import OmegaConf
 
     from genzoo.config import check_edit_classes
     from genzoo.errors import ConfigError, GenzooError, exit_with_error
     from genzoo.families import registry
-    from genzoo.models.build import load_trained, locate
+    from genzoo.models.build import load_trained, locate, read_run_config
 
     try:
         run_dir, ckpt = locate(args.run_dir)
-        cfg = OmegaConf.load(run_dir / "config.yaml")
+        cfg = read_run_config(run_dir)
         data, model, _ = load_trained(cfg, ckpt)
         edit = args.edit if args.edit is not None else cfg.get("edit_classes")
         check_edit_classes(edit, data.num_classes)

@@ -13,15 +13,13 @@ import sys
 import time
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from genzoo import protocol
 from genzoo.artifacts import write_json
 from genzoo.config import load_config
 from genzoo.errors import ConfigError, GenzooError, exit_with_error
 from genzoo.families import of_target
 from genzoo.metrics.harness import evaluate
-from genzoo.models.build import load_trained, locate
+from genzoo.models.build import load_trained, locate, read_run_config
 
 OVERRIDABLE = ("eval", "budget", "seed", "hardware")
 
@@ -29,7 +27,7 @@ OVERRIDABLE = ("eval", "budget", "seed", "hardware")
 def evaluate_run(target, overrides=()) -> dict:
     """Score the model of a finished run; returns the evaluation.json payload (see module doc)."""
     run_dir, ckpt = locate(Path(target))
-    cfg = OmegaConf.load(run_dir / "config.yaml")
+    cfg = read_run_config(run_dir)
     overrides = list(overrides)
     keys = {o.lstrip("+~").split("=")[0].split(".")[0] for o in overrides}
     if keys - set(OVERRIDABLE):

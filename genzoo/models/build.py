@@ -65,6 +65,19 @@ def locate(target: Path) -> tuple[Path, Path]:
     return run_dir, ckpt
 
 
+def read_run_config(run_dir: Path) -> DictConfig:
+    """A run's config.yaml; raises ConfigError (one line) when it is not a readable genzoo config."""
+    path = Path(run_dir) / "config.yaml"
+    try:
+        cfg = OmegaConf.load(path)
+    except Exception as err:  # noqa: BLE001 - YAML errors come in many classes; each means "not a run config"
+        raise ConfigError(f"{path} is not a readable config ({type(err).__name__}: {' '.join(str(err).split())[:120]}): "
+                          "pass the directory of a genzoo run") from err
+    if not isinstance(cfg, DictConfig) or "model" not in cfg or "_target_" not in cfg.model:
+        raise ConfigError(f"{path} is not a genzoo run config (no model._target_): pass the directory of a genzoo run")
+    return cfg
+
+
 def load_trained(cfg: DictConfig, ckpt: Path, device: str | torch.device | None = None):
     """(data module set up, model with the checkpoint's weights in eval mode, device) for a run's config.
 
@@ -105,7 +118,7 @@ def load_run(path, device: str | torch.device | None = None) -> TrainedRun:
     Raises ConfigError when the directory holds no run or its family is unknown.
     """
     run_dir, ckpt = locate(Path(path))
-    cfg = OmegaConf.load(run_dir / "config.yaml")
+    cfg = read_run_config(run_dir)
     fam = families.of_target(cfg.model._target_)
     data, model, _ = load_trained(cfg, ckpt, device)
     return TrainedRun(model, data, cfg, run_dir, ckpt, fam)

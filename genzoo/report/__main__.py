@@ -10,7 +10,7 @@ import argparse
 import re
 from pathlib import Path
 
-from genzoo.errors import exit_with_error
+from genzoo.errors import ConfigError, exit_with_error
 from genzoo.report.plots import write_plots
 from genzoo.report.table import collect_runs, split_tables, summarise, write_table
 
@@ -20,6 +20,8 @@ def main(argv=None) -> None:
     parser.add_argument("paths", nargs="+", help="multirun directories or run directories")
     parser.add_argument("--out", required=True, help="directory for table.md, table.csv and the plots")
     args = parser.parse_args(argv)
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        exit_with_error(ConfigError(f"--out {args.out} is a file: give a directory for table.md, table.csv and the plots"))
     try:
         runs = collect_runs(args.paths)
     except FileNotFoundError as err:
