@@ -68,6 +68,10 @@ class Family:
         """The class's name, e.g. "VAE"."""
         return self.target.rsplit(".", 1)[-1]
 
+    def tiny_overrides(self) -> list[str]:
+        """`tiny` as command-line overrides, e.g. ["model.base_channels=8", "model.channel_mults=[1,2]"]."""
+        return [f"model.{k}=" + ("[" + ",".join(map(str, v)) + "]" if isinstance(v, list) else str(v)) for k, v in self.tiny.items()]
+
     def model_class(self):
         """The family's GenerativeModel subclass (imports its module, and so torch)."""
         import importlib

@@ -67,8 +67,7 @@ def test_every_reduced_precision_preset_keeps_a_likelihood_family_in_float32(pre
 @pytest.mark.parametrize("family", families.names())
 def test_ddp_cpu_runs_every_family(family, cli, tmp_path):
     # the GAN failed here at its first generator step (DDP waited for gradients its discriminator update never makes)
-    tiny = [f"model.{k}=" + ("[" + ",".join(map(str, v)) + "]" if isinstance(v, list) else str(v)) for k, v in families.get(family).tiny.items()]
-    proc = cli(f"model={family}", "hardware=ddp_cpu", *SMALL, *tiny, "budget.n_test=16", "budget.grid_samples=4", "eval=none")
+    proc = cli(f"model={family}", "hardware=ddp_cpu", *SMALL, *families.get(family).tiny_overrides(), "budget.n_test=16", "budget.grid_samples=4", "eval=none")
     assert proc.returncode == 0, proc.stderr[-3000:]
     (metrics,) = tmp_path.rglob("metrics.json")
     payload = json.loads(metrics.read_text())

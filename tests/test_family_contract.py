@@ -28,12 +28,7 @@ NAMES = families.names()
 
 def tiny_config(name: str, *extra: str):
     """The family's config with its `tiny` changes (and any extra overrides)."""
-    tiny = [f"model.{k}={_value(v)}" for k, v in families.get(name).tiny.items()]
-    return load_config([f"model={name}", "hardware=cpu", *tiny, *extra])
-
-
-def _value(v) -> str:
-    return "[" + ",".join(map(str, v)) + "]" if isinstance(v, list) else str(v)
+    return load_config([f"model={name}", "hardware=cpu", *families.get(name).tiny_overrides(), *extra])
 
 
 def tiny_data(data_root) -> ImageDataModule:
