@@ -215,7 +215,8 @@ def prepare(cfg: DictConfig, overrides: Iterable[str] | None = None) -> DictConf
     The family's `family.budget.<budget name>` values replace the budget's, except keys the
     user set on the command line (`budget.<key>=...` in `overrides`; under the CLI, Hydra's
     task overrides), which win. `hardware.precision` follows `precision_for` (the reason, if
-    any, in `hardware.precision_rule`). Marks `budget.for_family`, so a second call changes
+    any, in `hardware.precision_rule`). `overrides` is kept as `cfg.overrides` (what this
+    start's command line set). Marks `budget.for_family`, so a second call changes
     nothing. Returns cfg.
     """
     target = OmegaConf.select(cfg, "model._target_")
@@ -231,6 +232,7 @@ def prepare(cfg: DictConfig, overrides: Iterable[str] | None = None) -> DictConf
                 if key not in explicit:
                     cfg.budget[key] = value
             cfg.budget.for_family = fam.name
+        cfg.overrides = list(overrides)
         if "hardware" in cfg and "precision" in cfg.hardware:
             cfg.hardware.precision, reason = precision_for(fam, cfg.hardware.precision)
             if reason:

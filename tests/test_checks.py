@@ -138,3 +138,27 @@ def test_the_report_refuses_an_out_that_is_a_file(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([str(tmp_path), "--out", str(tmp_path / "out")])
     assert exit_info.value.code == 2 and "is a file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not a checkpoint"])
+def test_a_damaged_cached_classifier_is_trained_again_not_fatal(damage, data_root, tmp_path, monkeypatch, capsys):
+    import torch
+
+    from genzoo.data import ImageDataModule, sources
+    from genzoo.metrics import classifier
+
+    def small_split(name, root, train, download):  # 256 images: the retraining is what is tested, not its accuracy
+        images, labels = load_split(name, root, train=train, download=download)
+        return images[:256], labels[:256]
+
+    load_split = sources.load_split
+    monkeypatch.setattr(sources, "load_split", small_split)
+    recipe = classifier.ClassifierRecipe(width=4, feature_dim=8, epochs=1, batch_size=64)
+    data = ImageDataModule(name="fashion_mnist", root=str(data_root))
+    first, _ = classifier.load_or_train_classifier(data, tmp_path, recipe, progress=False)
+    path = classifier.classifier_path(tmp_path, data.name, recipe)
+    path.write_bytes(path.read_bytes()[:100] if damage == "truncated" else b"not a checkpoint")
+    net, card = classifier.load_or_train_classifier(data, tmp_path, recipe, progress=False)
+    assert "cannot be loaded" in capsys.readouterr().out
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), net.state_dict().values()))  # same seed, same weights
+    assert torch.load(path, weights_only=True)["dataset"] == "fashion_mnist"  # the file is whole again

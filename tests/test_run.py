@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from genzoo import families, load_config, load_run, run
 from genzoo.errors import ConfigError, DatasetNotFoundError
@@ -17,7 +18,10 @@ TINY = [
 
 def _check_run_dir(out, family):
     payload = json.loads((out / "metrics.json").read_text())
-    assert set(payload) == {"model", "data", "status", "divergence", "skipped_steps", "metrics", "quality_curve", "timing", "resources", "protocol"}
+    assert set(payload) == {"model", "data", "run_id", "status", "divergence", "skipped_steps", "metrics", "quality_curve", "timing", "resources",
+                            "protocol"}
+    assert len(payload["run_id"]) == 32 and payload["run_id"] == OmegaConf.load(out / "config.yaml").run_id
+    assert payload["protocol"]["resumed"] == [] and not (out / ".hydra").exists()  # config.yaml is the one record of the config
     assert payload["divergence"] is None and payload["quality_curve"]["points"] == []  # eval=none: no curve
     res = payload["resources"]
     assert res["nfe_per_sample"] == 1 and res["flops_per_sample"] > 0 and res["peak_memory_mib"] > 100 and res["params"] > 0

@@ -1,13 +1,18 @@
 """A run directory holds one run: one writer at a time, no fresh run over another, resume keeps the run's identity."""
 
 import json
+import os
+import shutil
+import signal
 import subprocess
 import sys
 
+import lightning as L
 import pytest
 
 from genzoo import load_config, run
-from genzoo.errors import ConfigError
+from genzoo.errors import ConfigError, Interrupted
+from genzoo.report.table import collect_runs
 from genzoo.training import rundir
 
 RUN = ["model=ae", "hardware=cpu", "budget=smoke", "budget.limit_train_batches=2", "budget.limit_val_batches=1",
@@ -53,3 +58,88 @@ def test_identity_ignores_what_may_change_on_resume():
     b = load_config([*RUN, "budget.max_epochs=5", "eval=classifier", "data.num_workers=2", "data.loader=dataloader"])
     assert rundir.identity(a) == rundir.identity(b)
     assert rundir.identity(a) != rundir.identity(load_config([*RUN, "data.split_seed=1"]))
+
+
+class SignalAtTrainingBatch(L.Callback):
+    """Sends this process SIGTERM at the given global step (a real signal, as a scheduler would)."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_an_interrupted_extension_keeps_the_completed_record_until_it_completes(data_root, tmp_path):
+    args = [*RUN, f"data.root={data_root}", f"output_dir={tmp_path}"]
+    completed = run(load_config(args))
+    finished = (tmp_path / "metrics.json").read_bytes(), (tmp_path / "config.yaml").read_bytes()
+    with pytest.raises(Interrupted):
+        run(load_config([*args, "resume=auto", "budget.max_epochs=2"]), callbacks=[SignalAtTrainingBatch(3)])
+    assert ((tmp_path / rundir.PREVIOUS_RECORD).read_bytes(), (tmp_path / rundir.PREVIOUS_CONFIG).read_bytes()) == finished
+    stub = json.loads((tmp_path / "metrics.json").read_text())
+    assert stub["status"] == "interrupted" and stub["previous_record"] == rundir.PREVIOUS_RECORD
+    assert stub["run_id"] == completed["run_id"]
+    [row] = collect_runs([tmp_path])  # the report still has the finished result
+    assert row["status"] == "completed" and row["record"].timing["steps"] == completed["timing"]["steps"]
+
+    extended = run(load_config([*args, "resume=auto", "budget.max_epochs=2"]))
+    assert extended["status"] == "completed" and extended["timing"]["steps"] == 2 * completed["timing"]["steps"]
+    assert extended["run_id"] == completed["run_id"]  # the same run, extended
+    assert not (tmp_path / rundir.PREVIOUS_RECORD).exists() and not (tmp_path / rundir.PREVIOUS_CONFIG).exists()
+    changed = [r["changed"] for r in extended["protocol"]["resumed"]]
+    assert changed[0]["budget.max_epochs"] == [1, 2]  # both resumes recorded, with what they changed
+
+
+def test_a_learning_rate_given_on_resume_is_applied_to_the_restored_optimiser_and_recorded(data_root, tmp_path):
+    args = [*RUN, f"data.root={data_root}", f"output_dir={tmp_path}"]
+    run(load_config(args))
+    seen = {}
+
+    class Watch(L.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            seen.setdefault("lr", [g["lr"] for o in trainer.optimizers for g in o.param_groups])
+
+    record = run(load_config([*args, "resume=auto", "budget.max_epochs=2", "model.optimizer.lr=0.0005"]), callbacks=[Watch()])
+    assert seen["lr"] == [0.0005]
+    assert record["protocol"]["resumed"][-1]["changed"]["model.optimizer.lr"] == [0.001, 0.0005]
+    assert "lr: 0.0005" in (tmp_path / "config.yaml").read_text()
+
+
+def test_a_learning_rate_that_differs_without_being_given_is_refused(data_root, tmp_path):
+    args = [*RUN, f"data.root={data_root}", f"output_dir={tmp_path}"]
+    run(load_config(args))
+    cfg = load_config([*args, "resume=auto", "model.optimizer.lr=0.0005"])
+    cfg.overrides = []  # as when the changed lr came from an edited yaml, not from this command line
+    before = _files(tmp_path)
+    with pytest.raises(ConfigError, match=r"model.optimizer.lr \(0.001 in the run, 0.0005 now\).*command gives it: model.optimizer.lr="):
+        run(cfg)
+    assert _files(tmp_path) == before
+
+
+def test_resume_auto_over_a_run_without_a_checkpoint_checks_its_identity(data_root, tmp_path):
+    args = [*RUN, f"data.root={data_root}", f"output_dir={tmp_path}"]
+    run(load_config(args))
+    shutil.rmtree(tmp_path / "checkpoints")  # a record and a config, no checkpoint (as a run that failed before saving one)
+    before = _files(tmp_path)
+    with pytest.raises(ConfigError, match="what defines the run differs: model._target_ \\('ae' in the run, 'vae' now\\)"):
+        run(load_config([*args, "model=vae", "resume=auto"]))
+    assert _files(tmp_path) == before
+
+
+def test_a_checkpoint_of_another_run_may_not_continue_into_a_directory_holding_a_run(data_root, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    run(load_config([*RUN, f"data.root={data_root}", f"output_dir={first}"]))
+    run(load_config([*RUN, f"data.root={data_root}", f"output_dir={second}", "seed=1"]))
+    before = _files(second)
+    with pytest.raises(ConfigError, match="already holds a run"):
+        run(load_config([*RUN, f"data.root={data_root}", f"output_dir={second}", f"ckpt_path={first / 'checkpoints' / 'last.ckpt'}"]))
+    assert _files(second) == before
+
+
+def test_the_report_counts_a_copied_run_once(data_root, tmp_path, capsys):
+    run(load_config([*RUN, f"data.root={data_root}", f"output_dir={tmp_path / 'a'}"]))
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    assert [r["dir"] for r in collect_runs([tmp_path])] == [str(tmp_path / "a")]
+    assert "already counted" in capsys.readouterr().err

@@ -84,8 +84,8 @@ def classifier_path(cache_dir: Path, dataset: str, recipe: ClassifierRecipe) -> 
 def load_or_train_classifier(data, cache_dir: Path, recipe: ClassifierRecipe | None = None, progress: bool = True) -> tuple[DomainClassifier, dict]:
     """The domain classifier for the data module's dataset, and its card.
 
-    Loads it from the cache when a file with this dataset and recipe hash exists; else
-    trains it on the whole train split (train + val of the data module: the test split
+    Loads it from the cache when a file with this dataset and recipe hash exists (a file
+    that cannot be loaded, truncated or damaged, is replaced: trained again); else trains it on the whole train split (train + val of the data module: the test split
     is never seen), measures test accuracy, and writes the cache file atomically.
     The card: dataset, recipe and its hash, test accuracy, file and SHA-256 of the weights.
     `data` is an ImageDataModule (name, root, image_shape, num_classes); `recipe` None
@@ -102,10 +102,13 @@ def _load_or_train(path: Path, data, recipe: ClassifierRecipe, progress: bool):
     from genzoo.data.sources import load_split
 
     if path.is_file():
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        net = DomainClassifier(data.image_shape, data.num_classes, recipe.width, recipe.feature_dim)
-        net.load_state_dict(saved["state_dict"])
-        return net.eval(), _card(data.name, recipe, saved["test_accuracy"], path)
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            net = DomainClassifier(data.image_shape, data.num_classes, recipe.width, recipe.feature_dim)
+            net.load_state_dict(saved["state_dict"])
+            return net.eval(), _card(data.name, recipe, float(saved["test_accuracy"]), path)
+        except Exception as err:  # noqa: BLE001 - a truncated, foreign or damaged file: train again, as for reference features
+            print(f"genzoo: warning: the cached classifier {path} cannot be loaded ({type(err).__name__}): training it again", flush=True)
 
     print(f"genzoo: training the {data.name} domain classifier once (cached as {path})", flush=True)
     images, labels = load_split(data.name, data.root, train=True, download=data.download)

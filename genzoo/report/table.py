@@ -53,16 +53,18 @@ COLUMNS = [
 def collect_runs(paths) -> list[dict]:
     """Every run under `paths` (run dirs or folders holding them), once each: {"dir", "status", "record", "family", "data", "hardware"}.
 
-    record: the run's RunRecord (metrics.json), or None when it has none yet. family: the
-    record's `model`, or for a run without a record the registry's family of the
-    `model._target_` in its config.yaml (so an unfinished run joins its family's row).
-    data and hardware (the device that trained, None when unknown) say which table the run
-    belongs to. A directory reached twice (given twice, or inside another path given)
-    counts once. A metrics.json or config.yaml that cannot be read is skipped with a
-    warning on stderr that names it.
+    record: the run's RunRecord (metrics.json), or None when it has none yet; while an
+    extension of a finished run (resume with a larger budget) is interrupted, the finished
+    record it keeps (metrics.previous.json). family: the record's `model`, or for a run
+    without a record the registry's family of the `model._target_` in its config.yaml (so
+    an unfinished run joins its family's row). data and hardware (the device that trained,
+    None when unknown) say which table the run belongs to. Each run counts once: by its run
+    id (a copied run directory is the same run; a note on stderr names the copy), and a
+    directory reached twice (given twice, or inside another path given) once. A
+    metrics.json or config.yaml that cannot be read is skipped with a warning on stderr that names it.
     Raises FileNotFoundError when a path does not exist or holds no run.
     """
-    runs, seen = [], set()
+    runs, seen, ids = [], set(), {}
     for path in map(Path, paths):
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist: pass a multirun directory or run directories")
@@ -76,11 +78,19 @@ def collect_runs(paths) -> list[dict]:
             metrics = d / "metrics.json"
             try:
                 record = RunRecord.read(metrics) if metrics.is_file() else None
+                if record and record.previous_record and record.status in ("interrupted", "failed") and (d / record.previous_record).is_file():
+                    record = RunRecord.read(d / record.previous_record)
                 config = None if record else OmegaConf.load(d / "config.yaml")
                 family = record.model if record else of_target(config.model._target_).name
             except Exception as err:  # noqa: BLE001 - any unreadable run is named and skipped, never fatal
                 print(f"genzoo: warning: skipped {d}: its record cannot be read ({type(err).__name__}: {err})", file=sys.stderr)
                 continue
+            run_id = record.run_id if record else OmegaConf.select(config, "run_id")
+            if run_id and run_id in ids:
+                print(f"genzoo: note: {d} holds run {run_id}, already counted from {ids[run_id]} (a copy): counted once", file=sys.stderr)
+                continue
+            if run_id:
+                ids[run_id] = d
             data = record.data if record else OmegaConf.select(config, "data.name")
             hardware = (record.protocol.get("hardware") or {}).get("device") if record else None
             runs.append({"dir": str(d), "status": record.status if record else "not finished", "record": record,

@@ -18,6 +18,10 @@ class RunRecord:
     """What one run measured, as written to <run dir>/metrics.json.
 
     model: the family name (genzoo.families); data: the dataset name.
+    run_id: the run's id (32 hex digits, kept across resumes; None in records written
+        before genzoo kept one): the report counts each id once.
+    previous_record: on a resumed run's interrupted or failed record, the file that keeps
+        the run's earlier finished record ("metrics.previous.json"), else None.
     status: "completed", "diverged" (a non-finite loss stopped training; `divergence` gives
         the step, metric and value) or "interrupted" (SIGTERM/SIGINT; `interruption` gives
         the step, epoch and checkpoint saved) or "failed" (nothing was trained; `failure` says why).
@@ -36,6 +40,8 @@ class RunRecord:
     model: str
     data: str
     status: str
+    run_id: str | None = None
+    previous_record: str | None = None
     divergence: dict | None = None
     interruption: dict | None = None
     failure: str | None = None
@@ -51,12 +57,14 @@ class RunRecord:
             raise ValueError(f"status {self.status!r} is not one of {', '.join(STATUSES)}")
 
     def to_dict(self) -> dict:
-        """The JSON payload: every field, except `interruption` and `failure` on runs that were not interrupted or failed."""
+        """The JSON payload: every field, except `interruption` and `failure` on runs that were not interrupted or failed, and an unset `previous_record`."""
         payload = asdict(self)
         if self.status != "interrupted":
             payload.pop("interruption")
         if self.status != "failed":
             payload.pop("failure")
+        if self.previous_record is None:
+            payload.pop("previous_record")
         return payload
 
     def write(self, path: Path) -> None:

@@ -52,25 +52,38 @@ def set_rng_states(states: dict) -> None:
 
 
 class ResumeState(L.Callback):
-    """Writes checkpoint["genzoo"]: family, dataset, image shape, position in the epoch and RNG states.
+    """Writes checkpoint["genzoo"]: family, dataset, image shape, position in the epoch, RNG states and the run's resumes.
 
     On resume (Lightning calls on_load_checkpoint), the RNG states are put back at the first
     training batch (or at the end of training, when none was left), after whatever the
     restart itself drew (the sanity-check validation), so training and testing continue
     with the draws the uninterrupted run would have made.
+
+    resumes: every start that continued this run, oldest first, {"at_step": global step
+    resumed from, "changed": {key: [before, now]}} (genzoo.training.rundir.check_identity),
+    kept in each later checkpoint. A learning rate changed by the latest resume
+    ("model.optimizer.lr") is applied when training starts, after Lightning has restored
+    the optimisers' states (which hold the old one), to every parameter group.
     """
 
-    def __init__(self, family: str, dataset: str):
-        self.family, self.dataset = family, dataset
+    def __init__(self, family: str, dataset: str, resumes: list | None = None):
+        self.family, self.dataset, self.resumes = family, dataset, list(resumes or [])
         self._pending_rng = None
 
     def on_save_checkpoint(self, trainer, module, checkpoint):
         progress = trainer.fit_loop.epoch_loop.batch_progress.current
         checkpoint[KEY] = {
             "family": self.family, "dataset": self.dataset, "image_shape": list(module.image_shape),
-            "epoch": trainer.current_epoch, "batches_in_epoch": progress.completed,
-            "batches_per_epoch": trainer.num_training_batches, "rng": rng_states(),
+            "epoch": trainer.current_epoch, "batches_in_epoch": progress.completed, "global_step": trainer.global_step,
+            "batches_per_epoch": trainer.num_training_batches, "rng": rng_states(), "resumes": self.resumes,
         }
+
+    def on_train_start(self, trainer, module):
+        lr = self.resumes[-1]["changed"].get("model.optimizer.lr") if self.resumes else None
+        if lr is not None:
+            for optimizer in trainer.optimizers:
+                for group in optimizer.param_groups:
+                    group["lr"] = lr[1]
 
     def on_load_checkpoint(self, trainer, module, checkpoint):
         self._pending_rng = checkpoint.get(KEY, {}).get("rng")
@@ -159,6 +172,7 @@ class PhaseSignals:
 
     def __init__(self):
         self.phase = "build"
+        self.pending: list[int] = []  # signals noted while suspended (see suspended)
 
     def _raise(self, signum, frame):
         raise PhaseInterrupted(self.phase, signum)
@@ -174,8 +188,17 @@ class PhaseSignals:
 
     @contextlib.contextmanager
     def suspended(self):
-        """Default handlers for the block (fit: Lightning's connector and sigint_as_sigterm take over)."""
-        mine = {s: signal.signal(s, signal.SIG_DFL if s == signal.SIGTERM else signal.default_int_handler) for s in self._previous}
+        """Around fit: Lightning's connector and sigint_as_sigterm take the signals; this one only notes them in `pending`.
+
+        Lightning stops fit at the end of the current batch and the Interruption callback
+        saves. A signal in the moments before Lightning installs its handler or after it
+        removes it (fit starting or ending) is only noted: the caller stops the run at the
+        first safe point after fit (`pending` non-empty), instead of the default handler
+        killing the process with nothing recorded. Lightning calls the noting handler too
+        (it keeps the handler it found), which notes a signal it has already acted on.
+        """
+        self.pending = []
+        mine = {s: signal.signal(s, lambda signum, frame: self.pending.append(signum)) for s in self._previous}
         try:
             yield
         finally:

@@ -11,7 +11,7 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from genzoo import protocol
 from genzoo.artifacts import interleave_rows, save_grid
@@ -71,6 +71,8 @@ class Run:
     interruption: Interruption
     scorer: tuple | None
     lock: object = None  # the run directory's lock (genzoo.training.rundir.claim), held until the run ends
+    resumes: list | None = None  # each start that continued this run: {"at_step", "changed": {key: [before, now]}}
+    kept_previous: bool = False  # a finished record kept as metrics.previous.json until this run's completes
 
 
 def run(cfg: DictConfig, callbacks: list | None = None) -> dict | None:
@@ -113,6 +115,8 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict | None:
             signals.phase = "train"
             with signals.suspended():
                 diverged = train(r)
+            if signals.pending:  # came while fit was starting or ending, outside Lightning's handler: stop here
+                raise PhaseInterrupted("test", signals.pending[0])
             if diverged is None and r.trainer.global_step == 0:
                 _failed(r, "trained zero steps (the budget and batch size gave no training batch)")
             metrics, cards, sampling, eval_seconds = {}, {}, {}, 0.0
@@ -130,8 +134,15 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict | None:
             signals.phase = "record"
             record = make_record(r, diverged, metrics, cards, sampling, eval_seconds)
             record.write(r.run_dir / "metrics.json")
+            signals.phase = "ended"  # the record is written: a signal from here on changes nothing
+            if record.status == "completed":
+                rundir.drop_previous_record(r.run_dir)
             return record.to_dict()
         except PhaseInterrupted as stop:
+            if stop.phase == "ended":
+                if record.status == "completed":
+                    rundir.drop_previous_record(r.run_dir)
+                return record.to_dict()
             _interrupted_outside_fit(cfg, r, stop.phase)
         finally:
             if r is not None and r.lock:
@@ -160,7 +171,6 @@ def build(cfg: DictConfig, callbacks: list | None = None) -> Run:
 
 
 def _build(cfg: DictConfig, callbacks, commit, run_dir: Path, lock) -> Run:
-    rundir.check_fresh(cfg, run_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     data = instantiate(cfg.data)
@@ -170,7 +180,7 @@ def _build(cfg: DictConfig, callbacks, commit, run_dir: Path, lock) -> Run:
     hardware = OmegaConf.to_container(cfg.hardware, resolve=True)
     speed = model.speed_up(hardware.get("compile", False), hardware.get("channels_last", False), hardware.get("fused_optimizer", False))
     data.n_test, data.order_seed = budget["n_test"], cfg.seed
-    ckpt_path = _resume_checkpoint(cfg, run_dir, model.family, data)  # a bad checkpoint stops the run here ...
+    ckpt_path, resumes = _resume_checkpoint(cfg, run_dir, model.family, data)  # a bad checkpoint stops the run here ...
     data.setup("fit")  # ... and a missing dataset here, before the trainer starts
     _check_before_training(cfg, data, budget, hardware)
     clock, monitor = TrainingClock(), DivergenceMonitor(cfg.max_skipped_steps)
@@ -197,7 +207,7 @@ def _build(cfg: DictConfig, callbacks, commit, run_dir: Path, lock) -> Run:
         limit_train_batches=budget["limit_train_batches"],
         limit_val_batches=budget["limit_val_batches"],
         logger=_logger(cfg, run_dir),
-        callbacks=[checkpoints, clock, monitor, curve, ResumeState(model.family, data.name), interruption,
+        callbacks=[checkpoints, clock, monitor, curve, ResumeState(model.family, data.name, resumes), interruption,
                    SampleGridLogger(seed=site_seed("grid", cfg.seed)), *(callbacks or [])],
         plugins=[AtomicCheckpointIO()],
         default_root_dir=str(run_dir),
@@ -208,10 +218,15 @@ def _build(cfg: DictConfig, callbacks, commit, run_dir: Path, lock) -> Run:
     scorer = curve_scorer(data, cfg.eval, budget["curve_samples"], cfg.seed, trainer.strategy.root_device) if budget["curve_points"] else None
     curve.score = scorer[0] if scorer else None
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # training starts from the seed, whatever the scorer's set-up drew
+    previous_config = run_dir / "config.yaml" if ckpt_path is not None or cfg.get("resume") == "auto" else None
+    with open_dict(cfg):
+        cfg.run_id = rundir.run_id(cfg, previous_config)
+    kept_previous = False
     if trainer.is_global_zero:
-        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+        kept_previous = previous_config is not None and rundir.keep_previous_record(run_dir)  # before anything replaces it
+        rundir.write_config(cfg, run_dir)
     return Run(cfg, run_dir, commit, data, model, budget, hardware, speed, ckpt_path, trainer, clock, monitor, curve, interruption, scorer,
-               lock)
+               lock, resumes, kept_previous)
 
 
 def train(r: Run) -> dict | None:
@@ -267,6 +282,7 @@ def make_record(r: Run, diverged: dict | None, metrics: dict, cards: dict, sampl
     return RunRecord(
         model=model.family,
         data=data.name,
+        run_id=cfg.run_id,
         status="completed" if diverged is None else "diverged",
         divergence=diverged,
         skipped_steps=r.monitor.skipped_steps,
@@ -293,6 +309,7 @@ def make_record(r: Run, diverged: dict | None, metrics: dict, cards: dict, sampl
             "split": "test",
             "n_test": len(data.test_set),
             "seed": cfg.seed,
+            "resumed": r.resumes or [],
             "seed_offsets": dict(protocol.SEED_OFFSETS),
             "budget": cfg.budget.name,
             "batch_size": data.batch_size,
@@ -338,8 +355,14 @@ def _control(model, data, cfg: DictConfig, budget: dict, n: int, run_dir: Path) 
     return metrics, {name: {"metric": text} for name, text in card.items()}
 
 
-def _resume_checkpoint(cfg: DictConfig, run_dir: Path, family: str, data) -> str | None:
-    """The checkpoint to resume from (checked, with the data order set to its position), or None."""
+def _resume_checkpoint(cfg: DictConfig, run_dir: Path, family: str, data) -> tuple[str | None, list]:
+    """(the checkpoint to resume from, checked, with the data order set to its position, or None; the run's resumes).
+
+    A directory that already holds a run is refused unless this start continues that very
+    run (resume=auto, or a checkpoint of its own); resuming checks the identity against
+    the config.yaml of the checkpoint's run (before this run's replaces it). The resumes:
+    the checkpoint's earlier ones and this one, {"at_step", "changed": {key: [before, now]}}.
+    """
     path = cfg.get("ckpt_path")
     requeued = sorted(run_dir.glob("hpc_ckpt_*.ckpt"), key=lambda p: p.stat().st_mtime)  # Lightning's SLURM requeue saves
     if path is None and requeued and "SLURM_JOB_ID" in os.environ:
@@ -350,21 +373,27 @@ def _resume_checkpoint(cfg: DictConfig, run_dir: Path, family: str, data) -> str
         path = last if last.is_file() else None
         print(f"genzoo: resume=auto: {'resuming from ' + str(last) if path else 'no checkpoint in ' + str(last.parent) + ', starting afresh'}")
     if path is None:
-        return None
+        if cfg.get("resume") == "auto":
+            rundir.check_identity(cfg, run_dir / "config.yaml")  # a run that saved no checkpoint yet is still that run
+        else:
+            rundir.check_fresh(run_dir)
+        return None, []
     entry = read_checkpoint(Path(path), family, data.name)
     ckpt_dir = Path(path).resolve().parent
-    owner = run_dir if ckpt_dir in (run_dir.resolve(), (run_dir / "checkpoints").resolve()) else ckpt_dir.parent
-    rundir.check_identity(cfg, owner / "config.yaml")  # before this run's config.yaml replaces it
+    own = ckpt_dir in (run_dir.resolve(), (run_dir / "checkpoints").resolve())
+    if not own:
+        rundir.check_fresh(run_dir)  # a checkpoint of another run continues into a directory of its own
+    changed = rundir.check_identity(cfg, (run_dir if own else ckpt_dir.parent) / "config.yaml")
     data.resume_at(*resume_position(entry))
-    return str(path)
+    return str(path), [*entry.get("resumes", []), {"at_step": entry.get("global_step"), "changed": changed}]
 
 
 def _interrupted(r: Run) -> None:
     """After SIGTERM/SIGINT: record status "interrupted" (rank zero) and raise Interrupted with the resume command."""
     interruption, cfg, run_dir = r.interruption, r.cfg, r.run_dir
-    where = {"step": interruption.step, "epoch": interruption.epoch, "checkpoint": str(interruption.path) if interruption.saved else None}
-    if r.trainer.is_global_zero:
-        RunRecord(model=r.model.family, data=r.data.name, status="interrupted", interruption=where).write(run_dir / "metrics.json")
+    where = {"phase": "train", "step": interruption.step, "epoch": interruption.epoch,
+             "checkpoint": str(interruption.path) if interruption.saved else None}
+    _write_stub(r, "interrupted", interruption=where)
     raise Interrupted(
         f"interrupted at training batch {where['step']} (epoch {where['epoch']}); "
         + (f"checkpoint {where['checkpoint']} saved" if interruption.saved else "during validation, nothing new saved")
@@ -384,8 +413,7 @@ def _interrupted_outside_fit(cfg: DictConfig, r: Run | None, phase: str) -> None
     last = r.run_dir / "checkpoints" / "last.ckpt"
     where = {"phase": phase, "step": r.trainer.global_step, "epoch": r.trainer.current_epoch,
              "checkpoint": str(last) if last.is_file() and phase != "build" else None}
-    if r.trainer.is_global_zero:
-        RunRecord(model=r.model.family, data=r.data.name, status="interrupted", interruption=where).write(r.run_dir / "metrics.json")
+    _write_stub(r, "interrupted", interruption=where)
     if phase in ("build", "train"):
         raise Interrupted(f"interrupted before training started: nothing new saved; resume with: {resume_command(cfg, r.run_dir)}")
     raise Interrupted(f"interrupted during {phase}, after training ended (checkpoint {last} is the end of training, unchanged); "
@@ -394,9 +422,16 @@ def _interrupted_outside_fit(cfg: DictConfig, r: Run | None, phase: str) -> None
 
 def _failed(r: Run, why: str) -> None:
     """Record status "failed" with the reason (rank zero) and raise TrainingFailed."""
-    if r.trainer.is_global_zero:
-        RunRecord(model=r.model.family, data=r.data.name, status="failed", failure=why).write(r.run_dir / "metrics.json")
+    _write_stub(r, "failed", failure=why)
     raise TrainingFailed(f"{why}: nothing to test or score, status \"failed\" in {r.run_dir / 'metrics.json'}")
+
+
+def _write_stub(r: Run, status: str, **fields) -> None:
+    """metrics.json of a run that holds no result (interrupted, failed), on rank zero; names a kept previous record."""
+    if r.trainer.is_global_zero:
+        previous = rundir.PREVIOUS_RECORD if r.kept_previous else None
+        RunRecord(model=r.model.family, data=r.data.name, run_id=r.cfg.run_id, status=status, previous_record=previous,
+                  **fields).write(r.run_dir / "metrics.json")
 
 
 def _check_before_training(cfg: DictConfig, data, budget: dict, hardware: dict) -> None:
