@@ -73,7 +73,7 @@ def _same_record(reference: tuple[dict, dict], resumed: tuple[dict, dict]) -> li
         differ.append(f"status {mb['status']}")
     if ma["metrics"] != mb["metrics"]:
         differ.append("metrics " + ", ".join(k for k in ma["metrics"] if ma["metrics"].get(k) != mb["metrics"].get(k)))
-    curve = [(p["step"], p["value"]) for p in ma["quality_curve"]["points"]], [(p["step"], p["value"]) for p in mb["quality_curve"]["points"]]
+    curve = [[(p["batches"], p["value"]) for p in m["quality_curve"]["points"]] for m in (ma, mb)]
     if curve[0] != curve[1]:
         differ.append("quality curve")
     return differ

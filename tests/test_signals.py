@@ -103,3 +103,35 @@ def test_a_signal_during_the_classifier_training_leaves_no_cache_file(data_root,
     with pytest.raises(Interrupted, match="interrupted before training started"):
         run(load_config(args))
     assert not list(cache.rglob("*.pt")) and not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_signal_as_fit_ends_stops_after_training_and_resume_ends_as_uninterrupted(reference, data_root, tmp_path):
+    """Lightning's handler sees it too late to stop a batch; the run stops at the first safe point, not the default kill."""
+
+    class SignalAtTrainEnd(L.Callback):
+        def on_train_end(self, trainer, module):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    args = [*RUN, f"data.root={data_root}", f"output_dir={tmp_path}", "data.batch_size=32"]
+    with pytest.raises(Interrupted, match="interrupted during test, after training ended"):
+        run(load_config(args), callbacks=[SignalAtTrainEnd()])
+    assert json.loads((tmp_path / "metrics.json").read_text())["interruption"]["phase"] == "test"
+    run(load_config([*args, "resume=auto"]))
+    assert _metrics(tmp_path) == reference
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_python_starts_is_one_line_and_writes_nothing(signum, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "genzoo", "model=ae", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)  # genzoo.__main__ has set its handlers (in ~0.1 s) and is importing torch (seconds): no run built yet
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signum
+    assert err.strip().splitlines() == [f"genzoo: error: {signal.Signals(signum).name} while starting (before the run was built): "
+                                        "nothing was saved; run the same command again"]
+    assert not [p.name for p in (tmp_path / "run").glob("*") if p.suffix != ".log"]  # Hydra's log at most: no config, record or checkpoint
