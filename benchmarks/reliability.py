@@ -6,9 +6,9 @@ Resume trials: for each family (default: every family of the registry), one
 uninterrupted reference run (seed 0, the family's tiny nets, 2 epochs of 20 batches, CPU,
 float32, the classifier harness over 64 samples and a 2-point quality curve), then
 `--trials` runs, each sent a signal (SIGTERM, and SIGINT on odd trials) after a delay
-drawn uniformly over the reference's whole wall time (start-up, build, fit, test,
-scoring, record), then resumed with resume=auto in the same run directory. A trial
-passes when
+drawn uniformly within one window of the reference's wall time, the windows taken in
+turn (start-up and build; fit; test, scoring and record: measured on the reference), then
+resumed with resume=auto in the same run directory. A trial passes when
 
 - the killed run stopped cleanly: a non-zero exit with a one-line `genzoo: error:` resume
   message and no traceback (or exit 0 if it had already finished), and
@@ -44,7 +44,18 @@ from genzoo import families  # noqa: E402
 RUN = ["hardware=cpu", "budget=smoke", "budget.max_epochs=2", "budget.limit_train_batches=20", "budget.limit_val_batches=2",
        "budget.n_test=64", "budget.eval_samples=64", "budget.curve_points=2", "budget.curve_samples=64", "budget.grid_samples=16",
        "budget.guidance_samples=16", "eval=classifier", "logger=csv", "progress_bar=false"]
-EXTRA_ARGS = {"gan": ["model.ema_decay=0.99"]}  # so the GAN trials also restore an EMA copy
+EXTRA_ARGS = {
+    "gan": ["model.ema_decay=0.99"],  # so the GAN trials also restore an EMA copy
+    # each PixelCNN sample costs 784 sequential net passes: fewer scored and curve samples keep a trial near a minute
+    "pixelcnn": ["budget.n_test=16", "budget.eval_samples=16", "budget.curve_samples=8", "budget.grid_samples=4"],
+}
+
+
+def run_args(family: str) -> list[str]:
+    """The trial command line of a family: its tiny nets, RUN, and its EXTRA_ARGS (which replace RUN's keys they name)."""
+    extra = EXTRA_ARGS.get(family, [])
+    replaced = {a.partition("=")[0] for a in extra}
+    return [f"model={family}", *families.get(family).tiny_overrides(), *(a for a in RUN if a.partition("=")[0] not in replaced), *extra]
 
 
 def _env() -> dict:
@@ -98,22 +109,48 @@ def _clean_stop(proc_returncode: int, stderr: str) -> bool:
     return len(errors) == 1 and ("resume" in errors[0] or "run the same command again" in errors[0]) and "Traceback" not in stderr
 
 
+WINDOWS = ("start-up and build", "fit", "test, scoring and record")
+
+
+def _reference(args: list[str], run_dir: Path, work: Path) -> tuple[float, float, float]:
+    """Run the uninterrupted reference; (seconds until config.yaml is written (build done), until fit ends, until exit)."""
+    log = work / f"{run_dir.name}.stderr"
+    with open(log, "w") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "genzoo", *args, f"hydra.run.dir={run_dir}"], cwd=work, env=_env(),
+                                stdout=subprocess.DEVNULL, stderr=err, text=True)
+        built = fit_ended = None
+        while proc.poll() is None:
+            now = time.perf_counter() - start
+            if built is None and (run_dir / "config.yaml").is_file():
+                built = now
+            if built is not None and fit_ended is None and "`Trainer.fit` stopped" in log.read_text():
+                fit_ended = now
+            time.sleep(0.01)
+        wall = time.perf_counter() - start
+    if proc.returncode != 0 or built is None or fit_ended is None:
+        raise RuntimeError(f"reference run failed (exit {proc.returncode}): {log.read_text()[-2000:]}")
+    return built, fit_ended, wall
+
+
 def resume_trials(family: str, trials: int, work: Path, rng: random.Random) -> list[dict]:
-    """Run the reference and `trials` kill-then-resume trials of one family; one dict per trial (printed as it ends)."""
-    args = [f"model={family}", *families.get(family).tiny_overrides(), *EXTRA_ARGS.get(family, [])] + RUN
+    """Run the reference and `trials` kill-then-resume trials of one family; one dict per trial (printed as it ends).
+
+    Trial i draws its moment uniformly within window i mod 3 of the reference's run
+    (WINDOWS: start-up and build, fit, the rest), so every phase is hit; the phase a signal
+    actually landed in (runs vary in speed) is read back from the interrupted record.
+    """
+    args = run_args(family)
     ref_dir = work / f"{family}-reference"
-    start = time.perf_counter()
-    proc = _cli([*args, f"hydra.run.dir={ref_dir}"], work)
-    _, err = proc.communicate()
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"{family} reference run failed: {err[-2000:]}")
+    built, fit_ended, wall = _reference(args, ref_dir, work)
     reference = _final(ref_dir)
-    print(f"{family}: reference run {wall:.1f} s wall", flush=True)
+    bounds = [(0.0, built), (built, fit_ended), (fit_ended, wall)]
+    print(f"{family}: reference run {wall:.1f} s wall (built at {built:.1f} s, fit ended at {fit_ended:.1f} s)", flush=True)
     results = []
     for i in range(trials):
         run_dir = work / f"{family}-trial{i}"
-        delay = rng.uniform(0.0, 1.0) * wall
+        window = i % len(WINDOWS)
+        delay = rng.uniform(*bounds[window])
         signum = signal.SIGINT if i % 2 else signal.SIGTERM
         proc = _cli([*args, f"hydra.run.dir={run_dir}"], work)
         try:
@@ -126,9 +163,10 @@ def resume_trials(family: str, trials: int, work: Path, rng: random.Random) -> l
         _, rerr = resumed.communicate()
         differ = _same_record(reference, _final(run_dir)) if resumed.returncode == 0 else [f"resume failed: {rerr.strip()[-300:]}"]
         clean = _clean_stop(proc.returncode, err)
-        results.append({"trial": i, "signal": signal.Signals(signum).name, "delay_s": round(delay, 2), "phase": phase,
-                        "kill_exit": proc.returncode, "clean_stop": clean, "message": (err.strip().splitlines() or [""])[-1][:140],
-                        "same_record": not differ, "differs": differ, "passed": clean and not differ})
+        results.append({"trial": i, "signal": signal.Signals(signum).name, "window": WINDOWS[window], "delay_s": round(delay, 2),
+                        "phase": phase, "kill_exit": proc.returncode, "clean_stop": clean,
+                        "message": (err.strip().splitlines() or [""])[-1][:140], "same_record": not differ, "differs": differ,
+                        "passed": clean and not differ})
         print(json.dumps(results[-1]), flush=True)
     return results
 
