@@ -73,9 +73,10 @@ def test_killed_training_subprocess_resumes_bit_identical(cli, genzoo_env, tmp_p
     time.sleep(random.Random(0).uniform(5.0, 9.0))
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=1200)
-    assert proc.returncode in (143, -signal.SIGTERM, 0), err[-2000:]
+    assert proc.returncode in (143, 0), err[-2000:]  # on a loaded machine the moment may fall in start-up, fit or after it
     if proc.returncode == 143:
-        assert err.strip().splitlines()[-1].startswith("genzoo: error: interrupted at training batch")
+        last = err.strip().splitlines()[-1]
+        assert last.startswith("genzoo: error:") and ("resume with:" in last or "run the same command again" in last), last
     resumed = cli(*args, f"hydra.run.dir={env_run}", "resume=auto")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     _assert_identical(_state(tmp_path / "reference"), _state(env_run))
