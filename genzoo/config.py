@@ -125,6 +125,12 @@ RULES: dict[str, Rule] = {
         lambda v: isinstance(v, list) and all(e in ("classifier", "inception") for e in v), "a list drawn from classifier, inception", "[classifier]"
     ),
     "budget.n_test": positive_int_or_null("1000"),
+    "budget.train_minutes": Rule(lambda v: v is None or (_is_number(v) and v > 0), "a positive number of training minutes or null (no time limit)", "10"),
+    "budget.curve_minutes": Rule(
+        lambda v: v is None or (isinstance(v, list) and len(v) > 0 and all(_is_number(m) and m > 0 for m in v)),
+        "a non-empty list of positive training minutes or null (budget.curve_points evenly spaced instead)", "[1,2,5,10]"),
+    "budget.sampler_selection_samples": Rule(lambda v: _is_int(v) and v >= 0, "a non-negative integer (0: no sampler selection)", "500"),
+    "budget.reference_samples": Rule(lambda v: _is_int(v) and v >= 0, "a non-negative integer (0: no reference sampler)", "128"),
 }
 
 
@@ -191,6 +197,10 @@ def validate(cfg: DictConfig) -> None:
             value = OmegaConf.to_container(value)
         if not rule.check(value):
             raise ConfigError(f"{key}={value!r} is invalid: it must be {rule.want} (e.g. {key}={rule.example})")
+    budget = OmegaConf.select(cfg, "budget")
+    if budget is not None and budget.get("max_epochs") == -1 and budget.get("max_steps", -1) == -1 and not budget.get("train_minutes"):
+        raise ConfigError("budget.max_epochs=-1 with budget.max_steps=-1 and no budget.train_minutes never stops training: "
+                          "set one of them (e.g. budget.train_minutes=10)")
 
 
 # Lightning precisions whose arithmetic is coarser than float32.

@@ -8,6 +8,7 @@ and constructor arguments, and a `family:` block that is not passed to the const
       sampler: cheap           # cheap | costly: costly samplers score fewer samples (see budget)
       latent: encoder          # encoder | prior | null: what genzoo.evaluation.latent can do
       conditional: "..."       # its conditional form in words, or null (no model.conditional)
+      notes_column: VAE        # the course notes' column it answers for (genzoo.report.course_notes), or null
       budget:                  # per-budget changes of genzoo/conf/budget/<name>.yaml for this family
         fast: {max_epochs: 3}
       schema:                  # its model.* keys and what a valid value is (genzoo.config.RULE_KINDS)
@@ -47,6 +48,8 @@ class Family:
     latent: "encoder" (codes of images and of the prior), "prior" (codes of the prior
         only) or None; GenerativeModel's latent methods exist exactly when it is not None.
     conditional: the class-conditional form in words, or None (no model.conditional).
+    notes_column: the column of the course notes' comparison table the family answers for
+        ("VAE", "GAN", "Autoregressive", "Diffusion"; genzoo.report.course_notes), or None.
     budget: {budget name: {key: value}}, this family's changes to each budget.
     schema: {model key: rule}, what a valid value of each of its model.* keys is.
     tiny: {model key: value}, changes that make its nets small enough for the family
@@ -59,6 +62,7 @@ class Family:
     sampler: str
     latent: str | None
     conditional: str | None
+    notes_column: str | None = None
     budget: dict = field(default_factory=dict)
     schema: dict = field(default_factory=dict)
     tiny: dict = field(default_factory=dict)
@@ -100,6 +104,7 @@ def registry() -> dict[str, Family]:
             sampler=traits.get("sampler", "cheap"),
             latent=traits.get("latent"),
             conditional=traits.get("conditional"),
+            notes_column=traits.get("notes_column"),
             budget=traits.get("budget") or {},
             schema=traits.get("schema") or {},
             tiny=traits.get("tiny") or {},

@@ -185,6 +185,22 @@ def real_features(extractor: Extractor, images: torch.Tensor, dataset: str, spli
     return cached_features(cache_dir, key, lambda: extract(extractor, lambda a, b: to_unit_range(images[a:b]), len(images), batch_size)[0])
 
 
+def fid_kid(extractor: Extractor, fake: torch.Tensor, real_images: torch.Tensor, dataset: str, split: str, cache_dir: Path, eval_cfg,
+            seed: int) -> dict:
+    """FID and KID of `fake` (n, C, H, W) in [-1, 1] against uint8 `real_images` (m, C, H, W): {"fid", "kid", "kid_std"}.
+
+    The same statistics `evaluate` computes, for comparisons beside the main score (the
+    real-data floor, a sampler choice on validation images, a reference sampler on a
+    subset). FID is biased upwards at small n (compare only at equal n); KID is unbiased.
+    `split` names the real images in the feature cache's key.
+    """
+    real = real_features(extractor, real_images, dataset, split, cache_dir, eval_cfg.batch_size)
+    features, _ = extract(extractor, lambda a, b: fake[a:b], len(fake), eval_cfg.batch_size)
+    fid = frechet_distance(*feature_statistics(real), *feature_statistics(features))
+    kid, kid_std = kernel_distance(real, features, eval_cfg.kid_subsets, eval_cfg.kid_subset_size, torch.Generator().manual_seed(seed))
+    return {"fid": fid, "kid": kid, "kid_std": kid_std}
+
+
 def _distribution_metrics(real: torch.Tensor, fake: torch.Tensor, eval_cfg, seed: int) -> dict:
     fid = frechet_distance(*feature_statistics(real), *feature_statistics(fake))
     kid, kid_std = kernel_distance(real, fake, eval_cfg.kid_subsets, eval_cfg.kid_subset_size, torch.Generator().manual_seed(seed))

@@ -87,6 +87,25 @@ class GenerativeModel(L.LightningModule):
         """How this family's metrics were computed, for the protocol card (override to add)."""
         return {}
 
+    def sampler_options(self) -> dict[str, dict]:
+        """Named `sample` keyword settings of equal cost (network evaluations) to choose between (override).
+
+        With budget.sampler_selection_samples > 0 the runner scores each on validation
+        images and applies the best with `use_sampler` (genzoo.evaluation.comparison). {}: nothing to choose.
+        """
+        return {}
+
+    def reference_samplers(self) -> dict[str, dict]:
+        """Named `sample` keyword settings of a costlier reference sampler, scored on a subset beside the main one (override)."""
+        return {}
+
+    def use_sampler(self, settings: dict) -> None:
+        """Make `settings` (one of `sampler_options()`) the default of `sample`: each key is set as an attribute."""
+        for key, value in settings.items():
+            if not hasattr(self, key):
+                raise AttributeError(f"{self.family} has no sampler setting {key!r}")
+            setattr(self, key, value)
+
     def uncompiled_nets(self) -> dict[str, str]:
         """Child nets that `speed_up(compile=True)` leaves in eager mode, each with the reason (override)."""
         return {}

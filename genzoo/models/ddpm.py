@@ -203,6 +203,16 @@ class DDPM(GenerativeModel):
         net = self._sampling_net(self.sample_labels(len(z), labels), None)
         return ddim_sample(net, self.schedule, tuple(z.shape), self.sample_steps, 0.0, None, self.prediction, x_T=z)
 
+    def sampler_options(self) -> dict[str, dict]:
+        """DDIM at the configured steps with eta 0 (deterministic, Song et al. 2021) or 1 (ancestral-like noise): same NFE."""
+        if self.sampler != "ddim":
+            return {}
+        return {f"ddim-{self.sample_steps} eta=0": {"eta": 0.0}, f"ddim-{self.sample_steps} eta=1": {"eta": 1.0}}
+
+    def reference_samplers(self) -> dict[str, dict]:
+        """Ancestral sampling over all T steps (Ho et al. 2020), the sampler the training objective is the bound of."""
+        return {f"ancestral-{self.schedule.num_steps}": {"sampler": "ancestral"}}
+
     @property
     def nfe_per_sample(self) -> int:
         """U-Net evaluations per image with the configured sampler: DDIM steps, or T for ancestral (x2 with guidance)."""

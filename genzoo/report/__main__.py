@@ -1,9 +1,14 @@
 """python -m genzoo.report <multirun dir or run dirs> --out <dir>: the comparison table and plots.
 
 Writes table.md, table.csv and the four figures of genzoo.report.plots into --out, and
-prints table.md. Runs of different datasets or machines are never averaged together:
-each (dataset, device) gets its own table, in --out/<data>-<device>/ when there are several. Each output states the data, budget, seeds, hardware, versions and
-evaluation protocol its numbers came from.
+prints table.md. Runs of different datasets, machines or budgets are never averaged
+together: each (dataset, device, budget) gets its own table, in a folder of --out named
+by what differs when there are several. Equal-time runs (budget=equal_time) also get the
+comparison of genzoo.report.equal_time (comparison.md and its figures: the ranking at
+equal training time, the quality curves, the course notes' table checked cell by cell)
+in --out (in --out/<data>-<device>/ when there are several machines). Each output
+states the data, budget, seeds, hardware, versions and evaluation protocol its numbers
+came from.
 """
 
 import argparse
@@ -11,6 +16,7 @@ import re
 from pathlib import Path
 
 from genzoo.errors import ConfigError, exit_with_error
+from genzoo.report.equal_time import is_equal_time, write_comparison
 from genzoo.report.plots import write_plots
 from genzoo.report.table import collect_runs, split_tables, summarise, write_table
 
@@ -27,13 +33,27 @@ def main(argv=None) -> None:
     except FileNotFoundError as err:
         exit_with_error(err)
     groups = split_tables(runs)
-    for (data, hardware), mine in groups.items():
-        # one dataset on one machine: the table directly in --out; several: one folder each, never averaged together
-        out = Path(args.out) if len(groups) == 1 else Path(args.out) / _slug(f"{data}-{hardware or 'unknown-hardware'}")
+    machines = sorted({key[:2] for key in groups}, key=lambda k: tuple(map(str, k)))
+    for key, mine in groups.items():
+        # one dataset on one machine under one budget: the table directly in --out; several: one folder each,
+        # named by what differs between them, never averaged together
+        out = Path(args.out) / _folder(key, groups) if len(groups) > 1 else Path(args.out)
         md, csv_path = write_table(summarise(mine), out, protocol(mine))
         plots = write_plots(mine, out)
         print(md.read_text())
         print("written: " + ", ".join(str(p) for p in (md, csv_path, *plots)))
+    for machine in machines:
+        timed = [r for r in runs if r["record"] and (r["data"], r["hardware"]) == machine and is_equal_time(r)]
+        if timed:
+            out = Path(args.out) / _slug(f"{machine[0]}-{machine[1]}") if len(machines) > 1 else Path(args.out)
+            written = write_comparison(timed, out, protocol(timed))
+            print("written: " + ", ".join(str(p) for p in written))
+
+
+def _folder(key: tuple, groups: dict) -> str:
+    """The folder of one table: the parts of its (data, hardware, tier) key that differ between the tables."""
+    parts = [str(key[i] or ("unknown-hardware" if i == 1 else "unknown")) for i in range(3) if len({k[i] for k in groups}) > 1]
+    return _slug("-".join(parts))
 
 
 def _slug(text: str) -> str:

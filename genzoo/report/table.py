@@ -86,31 +86,43 @@ def collect_runs(paths) -> list[dict]:
                 print(f"genzoo: warning: skipped {d}: its record cannot be read ({type(err).__name__}: {err})", file=sys.stderr)
                 continue
             run_id = record.run_id if record else OmegaConf.select(config, "run_id")
-            if run_id and run_id in ids:
-                print(f"genzoo: note: {d} holds run {run_id}, already counted from {ids[run_id]} (a copy): counted once", file=sys.stderr)
+            point = (run_id, record.value("timing", "batches") if record else None)  # an extended run's records differ in batches
+            if run_id and point in ids:
+                print(f"genzoo: note: {d} holds run {run_id}, already counted from {ids[point]} (a copy): counted once", file=sys.stderr)
                 continue
             if run_id:
-                ids[run_id] = d
+                ids[point] = d
             data = record.data if record else OmegaConf.select(config, "data.name")
             hardware = (record.protocol.get("hardware") or {}).get("device") if record else None
             runs.append({"dir": str(d), "status": record.status if record else "not finished", "record": record,
-                         "family": family, "data": data, "hardware": hardware})
+                         "family": family, "data": data, "hardware": hardware, "tier": _tier(record, config)})
     return runs
 
 
-def split_tables(runs: list[dict]) -> dict[tuple, list[dict]]:
-    """{(data, hardware): runs}: one table each, so datasets and machines are never averaged together.
+def _tier(record, config) -> str | None:
+    """The budget a run trained under, with its training minutes when it had a time budget: "fast", "equal_time 10 min"."""
+    if record is not None:
+        budget = record.protocol.get("budget")
+        minutes = record.value("timing", "train_minutes_budget")
+    else:
+        budget, minutes = OmegaConf.select(config, "budget.name"), OmegaConf.select(config, "budget.train_minutes")
+    return f"{budget} {minutes:g} min" if budget and minutes else budget
 
-    A run without a record (hardware unknown) joins the table of its dataset (of any
-    dataset, if its config names none) when there is exactly one, else a table of its own.
+
+def split_tables(runs: list[dict]) -> dict[tuple, list[dict]]:
+    """{(data, hardware, tier): runs}: one table each, so datasets, machines and budgets are never averaged together.
+
+    tier: the budget, with its training minutes under a time budget ("equal_time 10 min").
+    A run without a record (hardware unknown) joins the table of its dataset and tier (of
+    any dataset, if its config names none) when there is exactly one, else a table of its own.
     """
     groups: dict[tuple, list[dict]] = {}
     for run in (r for r in runs if r["hardware"] is not None):
-        groups.setdefault((run["data"], run["hardware"]), []).append(run)
+        groups.setdefault((run["data"], run["hardware"], run.get("tier")), []).append(run)
     for run in (r for r in runs if r["hardware"] is None):
-        same_data = [key for key in groups if run["data"] in (None, key[0]) and key[1] is not None]
-        groups.setdefault(same_data[0] if len(same_data) == 1 else (run["data"], None), []).append(run)
-    return dict(sorted(groups.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1]))))
+        same = [key for key in groups if run["data"] in (None, key[0]) and key[1] is not None and run.get("tier") in (None, key[2])]
+        groups.setdefault(same[0] if len(same) == 1 else (run["data"], None, run.get("tier")), []).append(run)
+    return dict(sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))))
 
 
 def summarise(runs: list[dict]) -> list[dict]:

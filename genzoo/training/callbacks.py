@@ -1,8 +1,9 @@
-"""Lightning callbacks the runner adds to every run: the training clock, the quality curve,
-the divergence monitor and the sample grid for image loggers."""
+"""Lightning callbacks the runner adds to every run: the training clock, the time budget, the quality
+curve, training FLOPs, the machine's load, the divergence monitor and the sample grid for image loggers."""
 
 import contextlib
 import math
+import os
 import time
 
 import lightning as L
@@ -84,22 +85,29 @@ class TrainingClock(L.Callback):
 
 
 class QualityCurve(L.Callback):
-    """The quality metric at `points` evenly spaced moments of training: the time-to-quality curve.
+    """The quality metric at moments of training: the quality-against-time curve.
 
-    After each k/points share of the run's training batches (k = 1..points), calls
-    `score(module) -> float` (a FID from genzoo.metrics.harness.curve_scorer; set
-    `score` before fit, None turns the curve off, as does points=0) with the module in
-    eval mode and the training clock paused, on rank zero only (other ranks wait at a
-    barrier). If training stops early, the point where it stopped is scored too. `points`
-    then holds one dict per moment: batches, epoch, train_seconds, train_images, value
-    (None on ranks other than zero). Batches are counted by Lightning's loop, which a
-    resumed run restores.
+    Two ways to place the moments: `points` evenly spaced shares of the run's training
+    batches (k/points, k = 1..points), or `at_seconds`, moments of the training clock
+    (the first batch that ends at or after each; the equal-time tier's 1, 2, 5, 10, ...
+    minutes), which need no known number of batches. At each, calls `score(module) ->
+    float` (a FID from genzoo.metrics.harness.curve_scorer; set `score` before fit, None
+    turns the curve off, as does points=0 with no at_seconds) with the module in eval mode
+    and the training clock paused, on rank zero only (other ranks wait at a barrier). If
+    training stops elsewhere, the point where it stopped is scored too. `points` then holds
+    one dict per moment: batches, epoch, train_seconds, train_images, train_flops (None
+    before `flops` has measured a batch), value (None on ranks other than zero). Batches
+    are counted by Lightning's loop and the points are restored on resume, so a resumed
+    (or extended) run scores only the moments it has not reached.
     """
 
-    def __init__(self, clock: TrainingClock, points: int, score=None):
+    def __init__(self, clock: TrainingClock, points: int, score=None, at_seconds=None, flops=None):
         if points < 0:
             raise ValueError(f"points must be >= 0, got {points}")
-        self.clock, self.n_points, self.score = clock, points, score
+        if at_seconds is not None and any(t <= 0 for t in at_seconds):
+            raise ValueError(f"at_seconds must be positive training seconds, got {list(at_seconds)}")
+        self.clock, self.n_points, self.score, self.flops = clock, points, score, flops
+        self.at_seconds = sorted(at_seconds) if at_seconds is not None else None
         self.points: list[dict] = []
         self._targets: set[int] = set()
 
@@ -109,8 +117,12 @@ class QualityCurve(L.Callback):
     def load_state_dict(self, state: dict) -> None:
         self.points = state["points"]
 
+    @property
+    def enabled(self) -> bool:
+        return self.score is not None and (self.n_points > 0 or bool(self.at_seconds))
+
     def on_fit_start(self, trainer, module):
-        if self.score is None or self.n_points == 0:
+        if not self.enabled or self.at_seconds is not None:
             return
         total = trainer.estimated_stepping_batches
         if math.isinf(total) or total < 1:
@@ -118,13 +130,20 @@ class QualityCurve(L.Callback):
         self._targets = {max(1, round(int(total) * k / self.n_points)) for k in range(1, self.n_points + 1)}
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        if batches_done(trainer) in self._targets:
+        if not self.enabled:
+            return
+        if self.at_seconds is not None:
+            reached = max((p["train_seconds"] for p in self.points), default=0.0)
+            due = [t for t in self.at_seconds if reached < t <= self.clock.elapsed()]
+            if due:
+                self._record(trainer, module)
+        elif batches_done(trainer) in self._targets:
             self._record(trainer, module)
 
     def on_train_end(self, trainer, module):
         batches = batches_done(trainer)
         done = self.points and self.points[-1]["batches"] == batches
-        if self._targets and batches and not done:
+        if self.enabled and batches and not done:
             self._record(trainer, module)
 
     def _record(self, trainer, module):
@@ -137,10 +156,134 @@ class QualityCurve(L.Callback):
                     value = float(self.score(module))
                 module.train(was_training)
             trainer.strategy.barrier()
+        batches = batches_done(trainer)
         self.points.append({
-            "batches": batches_done(trainer), "epoch": trainer.current_epoch, "train_seconds": self.clock.elapsed(),
-            "train_images": self.clock.images, "value": value,
+            "batches": batches, "epoch": trainer.current_epoch, "train_seconds": self.clock.elapsed(),
+            "train_images": self.clock.images, "train_flops": self.flops.total(batches) if self.flops else None, "value": value,
         })
+
+
+class TimeBudget(L.Callback):
+    """Stops training once the training clock reaches `seconds` (the equal-time tier's budget.train_minutes).
+
+    Checked after every training batch, so the run stops at the end of the first batch
+    that ends at or past the budget (overshoot: less than one batch). The clock excludes
+    validation and the quality curve's scoring (TrainingClock), unlike Lightning's
+    `max_time`, which counts wall time. A resumed run's clock carries its earlier seconds,
+    so resuming with a larger budget extends the run to the new total. When it stops
+    training it saves `path` (last.ckpt) at that batch, the exact point an extension continues from.
+    """
+
+    def __init__(self, clock: TrainingClock, seconds: float, path=None):
+        if not seconds > 0:
+            raise ValueError(f"seconds must be > 0, got {seconds}")
+        self.clock, self.seconds, self.path = clock, float(seconds), path
+        self.stopped_at: float | None = None
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if self.stopped_at is None and self.clock.elapsed() >= self.seconds:
+            self.stopped_at = self.clock.elapsed()
+            trainer.should_stop = True
+            if self.path is not None:
+                trainer.save_checkpoint(self.path)
+
+
+class TrainingFlops(L.Callback):
+    """Floating-point operations per training batch, counted on real batches, and the run's training FLOPs.
+
+    Counts batches `first` .. `first + window - 1` of each fit (after any warm-up; a window
+    of several batches covers a family that updates some nets only every few batches) with
+    torch.utils.flop_counter.FlopCounterMode: forward, backward and optimiser step of every
+    net, matrix multiplies and convolutions at 2 FLOPs per multiply-add (elementwise ops
+    are not counted). `per_batch` is their mean, times the world size under DDP (each
+    rank's batch counted once); `total(batches)` = per_batch * batches. The counted batches
+    run a little slower (the counter's dispatch), inside the training clock.
+    """
+
+    def __init__(self, first: int = 2, window: int = 4):
+        self.first, self.window = first, window
+        self.per_batch: float | None = None
+        self._counter, self._counted, self._flops, self._seen = None, 0, 0, 0
+
+    def state_dict(self) -> dict:
+        return {"per_batch": self.per_batch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.per_batch = state.get("per_batch")
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        self._seen += 1
+        if self.per_batch is None and self._counter is None and self._seen >= self.first:
+            from torch.utils.flop_counter import FlopCounterMode
+
+            self._counter = FlopCounterMode(display=False)
+            self._counter.__enter__()
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if self._counter is None:
+            return
+        self._counter.__exit__(None, None, None)
+        self._flops += self._counter.get_total_flops()
+        self._counter, self._counted = None, self._counted + 1
+        if self._counted == self.window:
+            self.per_batch = self._flops / self._counted * trainer.world_size
+
+    def on_exception(self, trainer, module, exception):
+        if self._counter is not None:
+            self._counter.__exit__(None, None, None)
+            self._counter = None
+
+    def total(self, batches: int) -> float | None:
+        """Training FLOPs of `batches` batches (all ranks), None before a batch was counted."""
+        return None if self.per_batch is None else self.per_batch * batches
+
+
+class LoadMonitor(L.Callback):
+    """The machine's 1-minute load average while training: equal training time means nothing on a shared CPU.
+
+    Samples os.getloadavg()[0] after a training batch at most every `every` seconds of wall
+    time (the first at the first batch); `summary()` gives {"load_1min_mean", "load_1min_max",
+    "samples", "cpu_cores"}, kept across resumes. A run alone on the machine shows a load
+    near the threads it uses (genzoo on 2 cores: about 2); more means another process
+    competed for the cores. None where the platform has no load average.
+    """
+
+    def __init__(self, every: float = 30.0):
+        self.every, self.samples, self._last = every, [], None
+
+    def state_dict(self) -> dict:
+        return {"samples": self.samples}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.samples = list(state.get("samples", []))
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        now = time.monotonic()
+        if self._last is None or now - self._last >= self.every:
+            self._last = now
+            try:
+                self.samples.append(round(os.getloadavg()[0], 2))
+            except OSError:
+                pass
+
+    def summary(self) -> dict | None:
+        if not self.samples:
+            return None
+        return {"load_1min_mean": round(sum(self.samples) / len(self.samples), 2), "load_1min_max": max(self.samples),
+                "samples": len(self.samples), "every_seconds": self.every, "cpu_cores": os.cpu_count()}
+
+
+def curve_seconds(budget: dict) -> list[float] | None:
+    """The quality curve's moments in training seconds from budget.curve_minutes, or None (evenly spaced points instead).
+
+    Only the moments within the run's budget (budget.train_minutes, when set) are kept;
+    the point where training stops is scored in any case (QualityCurve.on_train_end).
+    """
+    minutes = budget.get("curve_minutes")
+    if not minutes:
+        return None
+    limit = budget.get("train_minutes")
+    return [60.0 * m for m in minutes if limit is None or m <= limit]
 
 
 def batches_done(trainer) -> int:

@@ -18,6 +18,7 @@ from genzoo.artifacts import interleave_rows, save_grid
 from genzoo.config import check_edit_classes, prepare, validate
 from genzoo.data.datamodule import to_unit_range
 from genzoo.errors import ConfigError, Interrupted, TrainingFailed
+from genzoo.evaluation import comparison
 from genzoo.evaluation.figures import write_guidance_tradeoff
 from genzoo.evaluation.latent import write_latent_pictures
 from genzoo.metrics.control import control_metrics
@@ -30,10 +31,15 @@ from genzoo.protocol import site_seed
 from genzoo.training import rundir
 from genzoo.training.callbacks import (
     DivergenceMonitor,
+    LoadMonitor,
     QualityCurve,
     SampleGridLogger,
+    TimeBudget,
     TrainingClock,
     TrainingDiverged,
+    TrainingFlops,
+    batches_done,
+    curve_seconds,
     time_to_quality,
 )
 from genzoo.training.distributed import generate_across_ranks
@@ -70,6 +76,8 @@ class Run:
     curve: QualityCurve
     interruption: Interruption
     scorer: tuple | None
+    flops: TrainingFlops
+    load: LoadMonitor
     lock: object = None  # the run directory's lock (genzoo.training.rundir.claim), held until the run ends
     resumes: list | None = None  # each start that continued this run: {"at_step", "changed": {key: [before, now]}}
     kept_previous: bool = False  # a finished record kept as metrics.previous.json until this run's completes
@@ -183,9 +191,11 @@ def _build(cfg: DictConfig, callbacks, commit, run_dir: Path, lock) -> Run:
     ckpt_path, resumes = _resume_checkpoint(cfg, run_dir, model.family, data)  # a bad checkpoint stops the run here ...
     data.setup("fit")  # ... and a missing dataset here, before the trainer starts
     _check_before_training(cfg, data, budget, hardware)
-    clock, monitor = TrainingClock(), DivergenceMonitor(cfg.max_skipped_steps)
-    curve = QualityCurve(clock, budget["curve_points"])
+    clock, monitor, flops, load = TrainingClock(), DivergenceMonitor(cfg.max_skipped_steps), TrainingFlops(), LoadMonitor()
+    curve = QualityCurve(clock, budget["curve_points"], at_seconds=curve_seconds(budget), flops=flops)
     interruption = Interruption(run_dir / "checkpoints" / "last.ckpt")
+    minutes = budget.get("train_minutes")
+    timed = [TimeBudget(clock, 60 * minutes, interruption.path)] if minutes else []  # after the curve: its last point is in the checkpoint
     checkpoints = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best-epoch{epoch}-step{step}",
@@ -207,7 +217,7 @@ def _build(cfg: DictConfig, callbacks, commit, run_dir: Path, lock) -> Run:
         limit_train_batches=budget["limit_train_batches"],
         limit_val_batches=budget["limit_val_batches"],
         logger=_logger(cfg, run_dir),
-        callbacks=[checkpoints, clock, monitor, curve, ResumeState(model.family, data.name, resumes), interruption,
+        callbacks=[checkpoints, clock, flops, load, monitor, curve, *timed, ResumeState(model.family, data.name, resumes), interruption,
                    SampleGridLogger(seed=site_seed("grid", cfg.seed)), *(callbacks or [])],
         plugins=[AtomicCheckpointIO()],
         default_root_dir=str(run_dir),
@@ -215,7 +225,7 @@ def _build(cfg: DictConfig, callbacks, commit, run_dir: Path, lock) -> Run:
         enable_model_summary=False,
         log_every_n_steps=10,
     )
-    scorer = curve_scorer(data, cfg.eval, budget["curve_samples"], cfg.seed, trainer.strategy.root_device) if budget["curve_points"] else None
+    scorer = curve_scorer(data, cfg.eval, budget["curve_samples"], cfg.seed, trainer.strategy.root_device) if curve.n_points or curve.at_seconds else None
     curve.score = scorer[0] if scorer else None
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # training starts from the seed, whatever the scorer's set-up drew
     previous_config = run_dir / "config.yaml" if ckpt_path is not None or cfg.get("resume") == "auto" else None
@@ -226,7 +236,7 @@ def _build(cfg: DictConfig, callbacks, commit, run_dir: Path, lock) -> Run:
         kept_previous = previous_config is not None and rundir.keep_previous_record(run_dir)  # before anything replaces it
         rundir.write_config(cfg, run_dir)
     return Run(cfg, run_dir, commit, data, model, budget, hardware, speed, ckpt_path, trainer, clock, monitor, curve, interruption, scorer,
-               lock, resumes, kept_previous)
+               flops, load, lock, resumes, kept_previous)
 
 
 def train(r: Run) -> dict | None:
@@ -260,6 +270,13 @@ def score(r: Run) -> tuple[dict, dict, dict, float] | None:
     cfg, model, data = r.cfg, r.model, r.data
     n_eval = min(r.budget["eval_samples"], len(data.test_images))
     start = time.perf_counter()
+    classifier = "classifier" in (cfg.eval.extractors or [])
+    choice = None
+    if classifier and r.budget.get("sampler_selection_samples") and model.sampler_options():
+        if r.trainer.is_global_zero:
+            choice = comparison.choose_sampler(model, data, cfg.eval, r.budget["sampler_selection_samples"], cfg.seed, model.device)
+        choice = r.trainer.strategy.broadcast(choice, src=0)
+        model.use_sampler(model.sampler_options()[choice["chosen"]])  # every rank draws with rank zero's choice
     eval_seed = site_seed("evaluation", cfg.seed)
     fake = generate_across_ranks(model.sample, n_eval, cfg.eval.batch_size, eval_seed, r.trainer.strategy) if cfg.eval.extractors else None
     if not r.trainer.is_global_zero:
@@ -267,6 +284,12 @@ def score(r: Run) -> tuple[dict, dict, dict, float] | None:
     sampling = _write_pictures(model, data, r.run_dir, site_seed("grid", cfg.seed), r.budget["grid_samples"])
     write_latent_pictures(model, data, r.run_dir, site_seed("grid", cfg.seed), cfg.get("edit_classes"))
     metrics, cards = evaluate(model.sample, data, cfg.eval, n_eval, cfg.seed, r.run_dir, device=model.device, fake=fake)
+    if classifier:
+        metrics["floor"] = comparison.floor(data, cfg.eval, n_eval, cfg.seed, model.device)
+        if choice is not None:
+            metrics["sampler_selection"] = choice
+        if r.budget.get("reference_samples"):
+            metrics["reference_samplers"] = comparison.reference_rows(model, data, cfg.eval, r.budget["reference_samples"], fake, cfg.seed, model.device)
     if model.conditional and "classifier" in (cfg.eval.extractors or []):
         control, control_cards = _control(model, data, cfg, r.budget, n_eval, r.run_dir)
         metrics.update(control)
@@ -287,12 +310,17 @@ def make_record(r: Run, diverged: dict | None, metrics: dict, cards: dict, sampl
         divergence=diverged,
         skipped_steps=r.monitor.skipped_steps,
         metrics=metrics,
-        quality_curve={"card": r.scorer[1] if r.scorer else None, "points": r.curve.points},
+        quality_curve={"card": r.scorer[1] if r.scorer else None, "points": r.curve.points,
+                       "floor": _curve_floor(r) if r.scorer and r.scorer[1].get("metric") == "fid_classifier" else None},
         timing={
             "train_seconds": clock.train_seconds,
             "train_images_per_second": clock.images_per_second,
             "train_images": clock.images,
             "time_to_quality_seconds": time_to_quality(r.curve.points),
+            "train_minutes_budget": r.budget.get("train_minutes"),
+            "train_flops": r.flops.total(batches_done(trainer)),
+            "train_flops_per_batch": r.flops.per_batch,
+            "batches": batches_done(trainer),
             "epochs": trainer.current_epoch,
             "steps": trainer.global_step,
             "params": params,
@@ -314,7 +342,7 @@ def make_record(r: Run, diverged: dict | None, metrics: dict, cards: dict, sampl
             "budget": cfg.budget.name,
             "batch_size": data.batch_size,
             "hardware": {**protocol.hardware(trainer.strategy.root_device, r.hardware["precision"], world, type(trainer.strategy).__name__),
-                         "speed": r.speed, "precision_rule": r.hardware.get("precision_rule")},
+                         "speed": r.speed, "precision_rule": r.hardware.get("precision_rule"), "load_while_training": r.load.summary()},
             "versions": protocol.versions(),
             "git_commit": r.commit,
             "evaluated_weights": "final (last) weights",
@@ -325,6 +353,11 @@ def make_record(r: Run, diverged: dict | None, metrics: dict, cards: dict, sampl
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         },
     )
+
+
+def _curve_floor(r: Run) -> dict:
+    """The real-data floor at the quality curve's n: what its FIDs would be for a perfect model."""
+    return comparison.floor(r.data, r.cfg.eval, r.budget["curve_samples"], r.cfg.seed, r.model.device)
 
 
 def _output_dir(cfg: DictConfig) -> Path:

@@ -1,0 +1,142 @@
+"""The equal-training-time sweep: every family, the same training minutes, records committed as they land.
+
+    python benchmarks/equal_time.py --out docs/results/cpu-equal_time                 # seeds 0 1 2 at 10 min, seed 0 extended to 30
+    python benchmarks/equal_time.py --out docs/results/cpu-equal_time --commit        # git-commit each record as it lands
+    python benchmarks/equal_time.py --hardware gpu --minutes 1 --seeds 0 --extend 0 --out docs/results/gpu-equal_time
+
+Runs `python -m genzoo model=<family> data=<data> budget=equal_time budget.train_minutes=<m>
+hardware=<hw> seed=<s>` for every family of the registry (seed by seed, so one seed of every
+family lands first), each in `<runs>/<family>-seed<s>/`, then extends seed `--extend-seed`
+to `--extend` minutes by resuming the same run (`resume=auto budget.train_minutes=<extend>`:
+the quality curve goes on, the record is rescored at the new time). After each run it copies
+the record into `<out>/runs/<family>-seed<s>-<m>min/`: metrics.json, config.yaml and
+samples_row.png (the first row of samples.png); `python -m genzoo.report <out>/runs --out <out>`
+builds the tables and plots from those alone. The sweep can stop anywhere and be started
+again with the same command: a run whose record is in `<out>/runs` is skipped, an unfinished
+one resumes from its checkpoint (its training clock resumes too, so it still trains its minutes).
+
+Equal time means nothing on a shared machine: before each run the sweep prints a warning
+when the 1-minute load average shows another process using the cores, and each record
+keeps the load sampled while it trained (protocol.hardware.load_while_training).
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from genzoo.families import names  # noqa: E402
+from genzoo.training.record import RunRecord  # noqa: E402
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="results folder: records go to <out>/runs/")
+    parser.add_argument("--runs", default="outputs/equal_time", help="where the run directories live (checkpoints; not committed)")
+    parser.add_argument("--families", nargs="+", default=None, help="default: every family in the registry")
+    parser.add_argument("--data", default="fashion_mnist")
+    parser.add_argument("--hardware", default="cpu")
+    parser.add_argument("--minutes", type=float, default=10, help="training minutes of every run")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--extend", type=float, default=30, help="extend one seed's runs to this many minutes (0: no extension)")
+    parser.add_argument("--extend-seed", type=int, default=0)
+    parser.add_argument("--commit", action="store_true", help="git-commit each record as it lands (only its folder)")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands without running them")
+    parser.add_argument("--extra", nargs="*", default=[], help="more overrides for every run (e.g. eval.batch_size=1000)")
+    args = parser.parse_args(argv)
+
+    families = args.families or names()
+    unknown = sorted(set(families) - set(names()))
+    if unknown:
+        parser.error(f"unknown families {unknown}: choose from {', '.join(names())}")
+    if args.extend and args.extend <= args.minutes:
+        parser.error(f"--extend {args.extend:g} must be more than --minutes {args.minutes:g} (or 0 for none)")
+    plan = [(f, s, args.minutes) for s in args.seeds for f in families]
+    if args.extend:
+        plan += [(f, args.extend_seed, args.extend) for f in families]
+    out = Path(args.out)
+    failed = 0
+    for family, seed, minutes in plan:
+        dest = out / "runs" / f"{family}-seed{seed}-{minutes:g}min"
+        if _completed(dest / "metrics.json"):
+            print(f"== {dest.name}: record already in {dest}, skipped", flush=True)
+            continue
+        run_dir = Path(args.runs) / f"{args.hardware}-{family}-seed{seed}"
+        cmd = [sys.executable, "-m", "genzoo", f"model={family}", f"data={args.data}", "budget=equal_time",
+               f"budget.train_minutes={minutes:g}", f"hardware={args.hardware}", f"seed={seed}", "logger=csv",
+               "progress_bar=false", f"hydra.run.dir={run_dir}", *args.extra]
+        if (run_dir / "config.yaml").is_file():
+            cmd.append("resume=auto")  # an unfinished run, or the shorter run this one extends
+        print(f"== {dest.name}: {' '.join(cmd[1:])}", flush=True)
+        if args.dry_run:
+            continue
+        _warn_if_busy()
+        start = time.time()
+        code = subprocess.call(cmd, cwd=ROOT)
+        print(f"== {dest.name}: exit {code} after {time.time() - start:.0f} s wall", flush=True)
+        if code in (130, 143):  # interrupted (SIGINT/SIGTERM): its checkpoint is saved; the same command resumes it
+            print("== interrupted: stopping the sweep; run the same command to continue", flush=True)
+            return code
+        if code != 0 or not (run_dir / "metrics.json").is_file():
+            failed += 1
+            continue
+        _keep(run_dir, dest)
+        if args.commit:
+            _commit(dest, f"equal-time record: {dest.name} ({args.hardware}, {args.data})")
+    return 1 if failed else 0
+
+
+def _completed(path: Path) -> bool:
+    try:
+        return RunRecord.read(path).status in ("completed", "diverged")
+    except (OSError, ValueError):
+        return False
+
+
+def _keep(run_dir: Path, dest: Path) -> None:
+    """Copy the record (metrics.json, config.yaml) and the first row of samples.png into dest."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("metrics.json", "config.yaml"):
+        shutil.copyfile(run_dir / name, dest / name)
+    if (run_dir / "samples.png").is_file():
+        from PIL import Image
+
+        grid = Image.open(run_dir / "samples.png")
+        cell = (grid.width - 2) // 8  # 8 images per row, 2-pixel padding (torchvision.utils.make_grid)
+        grid.crop((0, 0, grid.width, cell + 2)).save(dest / "samples_row.png")
+
+
+def _commit(path: Path, message: str) -> None:
+    """Commit only `path` (git commit --only), retrying while another git command holds the index."""
+    path = path.resolve()  # the repository holding --out, which may be another checkout than the one running the sweep
+    for attempt in range(10):
+        add = subprocess.run(["git", "add", "--", str(path)], cwd=path, capture_output=True, text=True)
+        done = add.returncode == 0 and subprocess.run(["git", "commit", "-q", "-m", message, "--only", "--", str(path)],
+                                                      cwd=path, capture_output=True, text=True).returncode == 0
+        if done:
+            print(f"== committed {path}", flush=True)
+            return
+        time.sleep(3 + attempt)
+    print(f"== warning: could not commit {path}: commit it by hand", flush=True)
+
+
+def _warn_if_busy(threshold: float = 0.7) -> None:
+    """Warn when the 1-minute load average shows another process using the cores before a run starts."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return
+    if load > threshold:
+        top = subprocess.run(["ps", "-eo", "pcpu,pid,comm", "--sort=-pcpu"], capture_output=True, text=True).stdout.splitlines()[:4]
+        print(f"== warning: load average {load:.2f} on {os.cpu_count()} cores before the run: another process competes for the cores, "
+              "and equal training time then means less. Busiest: " + " | ".join(line.strip() for line in top[1:]), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
