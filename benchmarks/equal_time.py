@@ -16,7 +16,7 @@ again with the same command: a run whose record is in `<out>/runs` is skipped, a
 one resumes from its checkpoint (its training clock resumes too, so it still trains its minutes).
 
 Equal time means nothing on a shared machine: before each run the sweep prints a warning
-when the 1-minute load average shows another process using the cores, and each record
+when other processes keep the cores busy (from /proc/stat, while the sweep waits), and each record
 keeps the load sampled while it trained (protocol.hardware.load_while_training).
 """
 
@@ -126,16 +126,33 @@ def _commit(path: Path, message: str) -> None:
     print(f"== warning: could not commit {path}: commit it by hand", flush=True)
 
 
-def _warn_if_busy(threshold: float = 0.7) -> None:
-    """Warn when the 1-minute load average shows another process using the cores before a run starts."""
+def busy_cores(seconds: float = 2.0) -> float | None:
+    """Cores kept busy by other processes right now: 1 - idle share of /proc/stat over `seconds`, times the cores.
+
+    Measured between runs, while the sweep itself sleeps, so it sees only the others (the
+    1-minute load average would still count the run that just ended). None off Linux.
+    """
+    def sample():
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        return sum(values), values[3] + values[4]  # total, idle + iowait
+
     try:
-        load = os.getloadavg()[0]
-    except OSError:
-        return
-    if load > threshold:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return (1 - (idle1 - idle0) / max(1, total1 - total0)) * (os.cpu_count() or 1)
+
+
+def _warn_if_busy(threshold: float = 0.5) -> None:
+    """Warn when other processes keep more than `threshold` cores busy just before a run starts."""
+    busy = busy_cores()
+    if busy is not None and busy > threshold:
         top = subprocess.run(["ps", "-eo", "pcpu,pid,comm", "--sort=-pcpu"], capture_output=True, text=True).stdout.splitlines()[:4]
-        print(f"== warning: load average {load:.2f} on {os.cpu_count()} cores before the run: another process competes for the cores, "
-              "and equal training time then means less. Busiest: " + " | ".join(line.strip() for line in top[1:]), flush=True)
+        print(f"== warning: other processes keep {busy:.1f} of {os.cpu_count()} cores busy before the run: equal training time "
+              "then means less. Busiest (lifetime CPU %): " + " | ".join(line.strip() for line in top[1:]), flush=True)
 
 
 if __name__ == "__main__":

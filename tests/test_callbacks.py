@@ -104,3 +104,25 @@ def test_training_clock_and_curve_state_survive_a_checkpoint():
     curve = QualityCurve(TrainingClock(), points=2)
     curve.load_state_dict({"points": [{"batches": 3, "value": 1.0}]})
     assert curve.points[0]["batches"] == 3 and curve.state_dict() == {"points": [{"batches": 3, "value": 1.0}]}
+
+
+class Slow(Tiny):
+    """Tiny with 20 ms per training step, so the training clock moves measurably."""
+
+    def training_step(self, batch, batch_idx):
+        time.sleep(0.02)
+        return super().training_step(batch, batch_idx)
+
+
+def test_time_budget_stops_an_endless_fit_on_the_training_clock_with_the_curve_at_its_moments():
+    from genzoo.training.callbacks import TimeBudget, TrainingFlops
+
+    clock, flops = TrainingClock(), TrainingFlops(first=2, window=2)
+    curve = QualityCurve(clock, 0, score=lambda module: 1.0, at_seconds=[0.1, 0.3], flops=flops)
+    stop = TimeBudget(clock, 0.3)
+    trainer = _fit(Slow(), [clock, flops, curve, stop], batches=10, epochs=-1)  # no epoch limit: only the clock stops it
+    assert 0.3 <= stop.stopped_at < 0.3 + 0.2 and trainer.should_stop
+    assert 0.3 <= clock.train_seconds < 0.6
+    assert [p["train_seconds"] >= t for p, t in zip(curve.points, [0.1, 0.3])] == [True, True] and len(curve.points) == 2
+    assert flops.per_batch == 2 * (2 * 4 * 2 * 1)  # Linear(2 -> 1) on 4 rows: forward 16 FLOPs, weight gradient 16
+    assert curve.points[-1]["train_flops"] == flops.per_batch * curve.points[-1]["batches"]

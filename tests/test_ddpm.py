@@ -124,3 +124,30 @@ def test_ddpm_run_end_to_end(data_root, tmp_path):
     assert (tmp_path / "samples.png").is_file() and (tmp_path / "checkpoints" / "last.ckpt").is_file()
     assert not (tmp_path / "reconstructions.png").exists()
     assert payload["resources"]["nfe_per_sample"] == 10  # DDIM with sample_steps=10
+
+
+def test_equal_time_scoring_chooses_eta_on_validation_images_and_scores_the_ancestral_reference(data_root, domain_classifier):
+    from genzoo import load_config
+    from genzoo.data import ImageDataModule
+    from genzoo.evaluation import comparison
+    from genzoo.metrics.harness import generate
+
+    data = ImageDataModule("fashion_mnist", root=str(data_root))
+    data.setup()
+    eval_cfg = load_config(["budget=equal_time"]).eval
+    torch.manual_seed(0)
+    model = _model(sample_steps=5).eval()
+    assert set(model.sampler_options()) == {"ddim-5 eta=0", "ddim-5 eta=1"}
+    choice = comparison.choose_sampler(model, data, eval_cfg, n=64, seed=0)
+    scores = choice["scores"]
+    assert choice["chosen"] == min(scores, key=lambda k: scores[k]["fid_classifier"])
+    assert model.eta == model.sampler_options()[choice["chosen"]]["eta"] and choice["split"].endswith("validation, first 64 images")
+    fake = generate(model.sample, 64, 64, 1)
+    rows = comparison.reference_rows(model, data, eval_cfg, 16, fake, seed=0)
+    assert list(rows) == ["ancestral-100"] and rows["ancestral-100"]["n"] == 16
+    assert rows["ancestral-100"]["main_sampler_same_n"]["fid_classifier"] > 0
+    floor = comparison.floor(data, eval_cfg, 64, seed=0)
+    assert floor == comparison.floor(data, eval_cfg, 64, seed=0)  # seeded: the same training images
+    assert floor["fid_classifier"] < min(s["fid_classifier"] for s in scores.values()) / 5  # real images beat an untrained net
+    with pytest.raises(AttributeError, match="no sampler setting"):
+        model.use_sampler({"temperature": 0.5})

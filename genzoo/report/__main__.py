@@ -2,8 +2,8 @@
 
 Writes table.md, table.csv and the four figures of genzoo.report.plots into --out, and
 prints table.md. Runs of different datasets, machines or budgets are never averaged
-together: each (dataset, device, budget) gets its own table, in a folder of --out named
-by what differs when there are several. Equal-time runs (budget=equal_time) also get the
+together: each (dataset, device, budget) gets its own table, in --out/<data>-<device>/
+(with -<budget> when budgets differ) when there are several. Equal-time runs (budget=equal_time) also get the
 comparison of genzoo.report.equal_time (comparison.md and its figures: the ranking at
 equal training time, the quality curves, the course notes' table checked cell by cell)
 in --out (in --out/<data>-<device>/ when there are several machines). Each output
@@ -51,9 +51,12 @@ def main(argv=None) -> None:
 
 
 def _folder(key: tuple, groups: dict) -> str:
-    """The folder of one table: the parts of its (data, hardware, tier) key that differ between the tables."""
-    parts = [str(key[i] or ("unknown-hardware" if i == 1 else "unknown")) for i in range(3) if len({k[i] for k in groups}) > 1]
-    return _slug("-".join(parts))
+    """The folder of one table: <data>-<device>, and -<budget> when the tables' budgets differ."""
+    data, hardware, tier = key
+    name = f"{data}-{hardware or 'unknown-hardware'}"
+    if len({k[2] for k in groups}) > 1:
+        name += f"-{tier or 'unknown-budget'}"
+    return _slug(name)
 
 
 def _slug(text: str) -> str:

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from genzoo.artifacts import save_figure
 from genzoo.report.course_notes import COLUMNS, NOTES, cells
-from genzoo.report.plots import _finish, _first_row
+from genzoo.report.plots import _finish, sample_strip, strip_figure
 
 FILES = ("quality_vs_minutes.png", "quality_vs_flops.png", "montage_equal_time.png", "course_notes.png")
 
@@ -85,30 +85,10 @@ def _montage(done: list[dict]) -> Figure:
         for family in sorted({r["family"] for r in done}):
             runs = sorted((r for r in done if r["family"] == family and float(r["record"].value("timing", "train_minutes_budget")) == minutes),
                           key=lambda r: r["record"].protocol.get("seed", 0))
-            strip = next((s for s in map(_strip, runs) if s is not None), None)
+            strip = next((s for s in (sample_strip(Path(r["dir"])) for r in runs) if s is not None), None)
             if strip is not None:
                 rows.append((f"{family}, {minutes:g} min", strip))
-    fig = Figure(figsize=(8, 0.95 * max(1, len(rows)) + 0.5))
-    axes = fig.subplots(max(1, len(rows)), 1, squeeze=False)[:, 0]
-    for ax, (label, strip) in zip(axes, rows):
-        ax.imshow(strip, cmap="gray" if strip.ndim == 2 else None, vmin=0, vmax=1)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
-    if not rows:
-        axes[0].set_title("no samples in these records")
-        axes[0].axis("off")
-    fig.suptitle("Samples at equal training time (lowest seed, one row per family and time)")
-    return fig
-
-
-def _strip(run: dict):
-    folder = Path(run["dir"])
-    if (folder / "samples_row.png").is_file():
-        return _first_row(folder / "samples_row.png")
-    if (folder / "samples.png").is_file():
-        return _first_row(folder / "samples.png")
-    return None
+    return strip_figure(rows, "Samples at equal training time (lowest seed, one row per family and time)", "no samples in these records", 9)
 
 
 COLOURS = {"agrees": "#b7e1b0", "disagrees": "#f2b8b5", "—": "#e0e0e0"}

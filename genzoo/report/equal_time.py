@@ -117,10 +117,21 @@ def _ranking(runs: list[dict], m: float) -> list[str]:
     for rank, row in enumerate(rows, 1):
         lines.append("| " + " | ".join([str(rank), row["family"], row["seeds"], row["runs"], row["n"], row["fid"], row["floor"], row["ratio"],
                                         row["kid"], row["seconds"], row["epochs"], row["images"], row["flops"]]) + " |")
+    for family, rs in by_family.items():
+        for name in sorted({name for r in rs for name in (r["record"].metrics.get("reference_samplers") or {})}):
+            refs = [r["record"].metrics["reference_samplers"][name] for r in rs if name in (r["record"].metrics.get("reference_samplers") or {})]
+            fid, kid = _mean_std([x["fid_classifier"] for x in refs]), _mean_std([x["kid_classifier"] for x in refs])
+            main_kid = _mean_std([x["main_sampler_same_n"]["kid_classifier"] for x in refs])
+            lines.append("| " + " | ".join(["ref.", f"{family} ({name})", ", ".join(str(_seed(r)) for r in rs), f"{len(refs)} scored",
+                                            "/".join(sorted({str(x["n"]) for x in refs})), _fmt(*fid, ".1f"), "—", "—",
+                                            _fmt(*kid, ".2f") + f" (main sampler at this n: {_fmt(*main_kid, '.2f')})", "", "", "", ""]) + " |")
     note = ("Ranked by FID: every family was scored at the same n." if same_n else
             "Ranked by KID: the families were scored at different n (a sampler too slow for the common n on this "
             "hardware), and FID's bias depends on n while KID is unbiased at any n.")
-    return lines + ["", note + " Cells: mean ± std across seeds; FID and the floor at the same n, against the first n test images."]
+    note += (" Cells: mean ± std across seeds; FID and the floor at the same n, against the first n test images. A `ref.` row is a "
+             "family's reference sampler on a subset of the same test images: its FID is at a smaller n (biased upwards), so compare its KID "
+             "with the main sampler's KID at that n.")
+    return lines + ["", note]
 
 
 def _samplers(runs: list[dict]) -> list[str]:

@@ -5,7 +5,7 @@
 - fid_vs_sampling_time.png: final FID against seconds per generated sample (log scale),
   mean ± std over seeds: the quality / sampling-cost trade-off.
 - fid_per_seed.png: one panel per family, one curve per seed: training stability.
-- montage.png: the first row of samples.png of each family's lowest-seed completed run.
+- montage.png: the first row of samples of each family's lowest-seed completed run (samples_row.png or samples.png).
 """
 
 from pathlib import Path
@@ -100,20 +100,33 @@ def _fid_per_seed(by_family) -> Figure:
 def _montage(by_family) -> Figure:
     rows = []
     for family, runs in by_family.items():
-        path = next((Path(r["dir"]) / "samples.png" for r in runs if (Path(r["dir"]) / "samples.png").is_file()), None)
-        if path is not None:
-            rows.append((family, _first_row(path)))
-    fig = Figure(figsize=(8, 1.1 * max(1, len(rows)) + 0.4))
+        strip = next((s for s in (sample_strip(Path(r["dir"])) for r in runs) if s is not None), None)
+        if strip is not None:
+            rows.append((family, strip))
+    return strip_figure(rows, "Samples, one row per family (lowest seed)", "no samples.png in these runs")
+
+
+def sample_strip(folder: Path) -> np.ndarray | None:
+    """A run's first row of samples: its samples_row.png (a committed record), else the top row of samples.png; None if neither."""
+    for name in ("samples_row.png", "samples.png"):
+        if (folder / name).is_file():
+            return _first_row(folder / name)
+    return None
+
+
+def strip_figure(rows: list[tuple[str, np.ndarray]], title: str, empty: str, fontsize: int = 11) -> Figure:
+    """One labelled image strip per row (label, H x W or H x W x 3 array in [0, 1]); `empty` is the title when there are none."""
+    fig = Figure(figsize=(8, 1.05 * max(1, len(rows)) + 0.45))
     axes = fig.subplots(max(1, len(rows)), 1, squeeze=False)[:, 0]
-    for ax, (family, strip) in zip(axes, rows):
+    for ax, (label, strip) in zip(axes, rows):
         ax.imshow(strip, cmap="gray" if strip.ndim == 2 else None, vmin=0, vmax=1)
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_ylabel(family, rotation=0, ha="right", va="center", fontsize=11)
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=fontsize)
     if not rows:
-        axes[0].set_title("no samples.png in these runs")
+        axes[0].set_title(empty)
         axes[0].axis("off")
-    fig.suptitle("Samples, one row per family (lowest seed)")
+    fig.suptitle(title)
     return fig
 
 

@@ -1,0 +1,312 @@
+"""Equal training time: the time budget, curve moments, training FLOPs, load, the equal-time config and the report's comparison."""
+
+import hashlib
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from genzoo import families, load_config
+from genzoo.artifacts import save_grid
+from genzoo.config import validate
+from genzoo.errors import ConfigError
+from genzoo.report.__main__ import main as report_main
+from genzoo.report.course_notes import NOTES, FamilyFacts, cells, cv_interval, quality, stability
+from genzoo.report.table import collect_runs
+from genzoo.training.callbacks import LoadMonitor, QualityCurve, TimeBudget, TrainingFlops, curve_seconds
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class FakeClock:
+    """A training clock whose elapsed seconds the test sets."""
+
+    def __init__(self):
+        self.now, self.images = 0.0, 0
+
+    def elapsed(self):
+        return self.now
+
+    def paused(self):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
+def _trainer(batches=0):
+    loop = SimpleNamespace(total_batch_idx=batches - 1)
+    return SimpleNamespace(is_global_zero=True, strategy=SimpleNamespace(barrier=lambda: None), current_epoch=0, fit_loop=loop,
+                           should_stop=False, world_size=1, saved=[], save_checkpoint=None)
+
+
+def test_curve_seconds_keeps_the_moments_within_the_budget():
+    assert curve_seconds({"curve_minutes": [1, 2, 5, 10, 20, 30], "train_minutes": 10}) == [60.0, 120.0, 300.0, 600.0]
+    assert curve_seconds({"curve_minutes": [1, 30], "train_minutes": None}) == [60.0, 1800.0]
+    assert curve_seconds({"curve_minutes": None, "train_minutes": 10}) is None
+
+
+def test_quality_curve_scores_at_each_training_moment_once_and_resumes_past_them():
+    clock, scored = FakeClock(), []
+    curve = QualityCurve(clock, 0, score=lambda m: scored.append(clock.now) or 100.0 - clock.now, at_seconds=[60, 120, 300])
+    module = torch.nn.Linear(1, 1)
+    for batch, now in enumerate([30, 59, 61, 90, 130, 299, 301, 400], start=1):
+        clock.now = now
+        curve.on_train_batch_end(_trainer(batch), module, None, None, batch - 1)
+    assert scored == [61, 130, 301]  # the first batch that ends at or past each moment, once
+    assert [p["batches"] for p in curve.points] == [3, 5, 7]
+    resumed = QualityCurve(clock, 0, score=lambda m: scored.append(clock.now) or 0.0, at_seconds=[60, 120, 300, 600])
+    resumed.load_state_dict(curve.state_dict())
+    clock.now = 450
+    resumed.on_train_batch_end(_trainer(9), module, None, None, 0)
+    clock.now = 601
+    resumed.on_train_batch_end(_trainer(10), module, None, None, 0)
+    assert scored == [61, 130, 301, 601]  # an extended run scores only the moments it had not reached
+
+
+def test_time_budget_stops_at_the_first_batch_past_the_budget_and_saves():
+    clock, saved = FakeClock(), []
+    stop = TimeBudget(clock, 600, path="last.ckpt")
+    trainer = _trainer()
+    trainer.save_checkpoint = saved.append
+    for now in (100, 599.9):
+        clock.now = now
+        stop.on_train_batch_end(trainer, None, None, None, 0)
+        assert not trainer.should_stop
+    clock.now = 600.2
+    stop.on_train_batch_end(trainer, None, None, None, 0)
+    assert trainer.should_stop and stop.stopped_at == 600.2 and saved == ["last.ckpt"]
+    with pytest.raises(ValueError, match="seconds must be > 0"):
+        TimeBudget(clock, 0)
+
+
+def test_training_flops_count_forward_and_backward_of_a_linear_layer():
+    # Linear(10 -> 5) on a batch of 4: forward x @ W^T is 2*4*10*5 = 400 FLOPs; backward to W is another 400
+    # (the input needs no gradient); the optimiser's update is elementwise, which flop_counter does not count.
+    layer, flops = torch.nn.Linear(10, 5), TrainingFlops(first=2, window=2)
+    optimiser = torch.optim.SGD(layer.parameters(), lr=0.1)
+    trainer = _trainer()
+    for _ in range(4):
+        flops.on_train_batch_start(trainer, layer, None, 0)
+        layer(torch.randn(4, 10)).sum().backward()
+        optimiser.step()
+        flops.on_train_batch_end(trainer, layer, None, None, 0)
+    assert flops.per_batch == 800
+    assert flops.total(10) == 8000
+    trainer.world_size = 2  # DDP: each rank's batch counted once
+    again = TrainingFlops(first=1, window=1)
+    again.on_train_batch_start(trainer, layer, None, 0)
+    layer(torch.randn(4, 10)).sum().backward()
+    again.on_train_batch_end(trainer, layer, None, None, 0)
+    assert again.per_batch == 1600
+
+
+def test_load_monitor_summarises_the_sampled_load(monkeypatch):
+    loads = iter([1.5, 2.5, 2.0])
+    monkeypatch.setattr("os.getloadavg", lambda: (next(loads), 0.0, 0.0))
+    monitor = LoadMonitor(every=0.0)
+    for _ in range(3):
+        monitor.on_train_batch_end(None, None, None, None, 0)
+    summary = monitor.summary()
+    assert summary["load_1min_mean"] == 2.0 and summary["load_1min_max"] == 2.5 and summary["samples"] == 3
+    restored = LoadMonitor()
+    restored.load_state_dict(monitor.state_dict())
+    assert restored.summary()["samples"] == 3
+    assert LoadMonitor().summary() is None
+
+
+def test_the_equal_time_tier_gives_every_family_the_same_minutes_and_sample_counts():
+    budgets = {f: load_config([f"model={f}", "budget=equal_time", "hardware=cpu"]).budget for f in families.names()}
+    for key in ("train_minutes", "eval_samples", "curve_samples", "curve_minutes"):
+        assert len({json.dumps(list(b[key]) if key == "curve_minutes" else b[key]) for b in budgets.values()}) == 1, key
+    assert budgets["vae"].train_minutes == 10 and budgets["vae"].max_epochs == -1
+    assert budgets["ddpm"].n_test == 32  # the bound costs T net passes per test image
+
+
+@pytest.mark.parametrize("hardware", ["gpu", "gpu_fast", "cpu"])
+def test_the_equal_time_tier_composes_for_every_family_on_every_single_device_preset(hardware):
+    for family in families.names():
+        cfg = load_config([f"model={family}", "budget=equal_time", f"hardware={hardware}", "budget.train_minutes=1"])
+        validate(cfg)
+        assert cfg.budget.train_minutes == 1
+
+
+@pytest.mark.parametrize("override, message", [
+    ("budget.train_minutes=0", "budget.train_minutes=0 is invalid"),
+    ("budget.curve_minutes=[]", "budget.curve_minutes=[] is invalid"),
+    ("budget.curve_minutes=[1,-2]", "budget.curve_minutes=[1, -2] is invalid"),
+    ("budget.train_minutes=null", "never stops training"),
+])
+def test_bad_time_budgets_are_refused_in_one_line(override, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")) as err:
+        validate(load_config(["model=vae", "budget=equal_time", override]))
+    assert "\n" not in str(err.value)
+
+
+def test_gpu_runbook_refuses_to_start_without_a_gpu(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the runbook would start")
+    done = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_table.sh"), str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1 and "no CUDA GPU is visible" in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_sweep_driver_plans_every_family_seed_by_seed_then_the_extension(tmp_path):
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "equal_time.py"), "--out", str(tmp_path), "--runs", str(tmp_path / "r"),
+                           "--families", "vae", "gan", "--seeds", "0", "1", "--dry-run"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    names = [line.split(":")[0][3:] for line in done.stdout.splitlines() if line.startswith("== ")]
+    assert names == ["vae-seed0-10min", "gan-seed0-10min", "vae-seed1-10min", "gan-seed1-10min", "vae-seed0-30min", "gan-seed0-30min"]
+    assert "budget.train_minutes=30" in done.stdout and "hardware=cpu" in done.stdout
+
+
+# --- course notes -------------------------------------------------------------------------------------------
+
+
+def test_cv_interval_is_the_chi_square_interval():
+    low, high = cv_interval(0.1, 3)  # chi2(2): 2.5% = 0.0506, 97.5% = 7.378
+    assert low == pytest.approx(0.1 * math.sqrt(2 / 7.3778), rel=1e-3)
+    assert high == pytest.approx(0.1 * math.sqrt(2 / 0.050636), rel=1e-3)
+
+
+def test_quality_is_fid_over_the_floor_at_the_same_n():
+    assert quality(FamilyFacts("x", "VAE", fid=20.0, floor=10.0))[0] == "Exceptional"
+    assert quality(FamilyFacts("x", "VAE", fid=50.0, floor=10.0))[0] == "High"
+    assert quality(FamilyFacts("x", "VAE", fid=200.0, floor=10.0))[0] == "Moderate"
+    assert quality(FamilyFacts("x", "VAE", fid=201.0, floor=10.0))[0] == "Low"
+
+
+def test_stability_reads_divergence_curve_rises_and_the_spread_across_seeds():
+    assert stability(FamilyFacts("g", "GAN", diverged=1, fid_per_seed=[10, 11]))[0] == "Unstable"
+    assert stability(FamilyFacts("g", "GAN", fid_per_seed=[10, 10.5, 11], curves=[[100, 30, 50]]))[0] == "Unstable"  # 50 > 1.5 x 30
+    word, evidence, caveat = stability(FamilyFacts("g", "GAN", fid_per_seed=[100, 101, 99], curves=[[300, 100]]))
+    assert word == "Stable" and caveat == ""  # CV 0.01: even its upper 95% limit (0.063) is below 0.20
+    word, _, caveat = stability(FamilyFacts("g", "GAN", fid_per_seed=[100, 120, 85]))
+    assert word == "Stable" and "3 seeds cannot separate" in caveat  # CV 0.17: its interval contains 0.20
+    assert stability(FamilyFacts("g", "GAN", fid_per_seed=[100]))[0].startswith("not measured yet")
+
+
+def test_every_cell_has_the_notes_word_and_a_verdict():
+    facts = [FamilyFacts("vae", "VAE", fid=300.0, floor=10.0, fid_per_seed=[300, 310, 290], nfe=1, flops_per_sample=5e6, recall=0.1, memorisation=0.0),
+             FamilyFacts("ae", None, fid=200.0, floor=10.0)]
+    table = cells(facts)
+    vae = {row: table[row]["VAE"][0][1] for row in NOTES}
+    assert vae["Quality"].measured == "Low" and vae["Quality"].verdict == "agrees"
+    assert vae["Speed"].measured == "Fast" and vae["Speed"].verdict == "agrees"
+    assert vae["Resource intensity"].measured == "Low" and vae["Resource intensity"].verdict == "disagrees"
+    assert vae["Facial manipulation"].verdict == "—" and vae["Control over generation"].verdict == "—"
+    assert table["Quality"]["GAN"] == []  # no family answers for it here; the AE answers for no column
+
+
+# --- the report from equal-time records ---------------------------------------------------------------------
+
+
+def _record(root: Path, family: str, seed: int, minutes: float, fid: float, kid: float = 1.0, n: int = 1000, status="completed",
+            run_id=None, batches=None):
+    d = root / f"{family}-seed{seed}-{minutes:g}min"
+    d.mkdir(parents=True)
+    (d / "config.yaml").write_text(f"model:\n  _target_: {families.get(family).target}\n")
+    save_grid(torch.rand(8, 1, 28, 28) * 2 - 1, d / "samples.png")
+    moments = [m for m in (1, 2, 5, 10, 20, 30) if m <= minutes]
+    points = [{"batches": 100 * m, "epoch": 0, "train_seconds": 60.0 * m + 0.5, "train_images": 12800 * m, "train_flops": 1e12 * m,
+               "value": fid * minutes / m} for m in moments]
+    payload = {
+        "model": family, "data": "fashion_mnist", "status": status, "run_id": run_id or f"{family}{seed}{minutes:g}",
+        "metrics": {"fid_classifier": fid, "kid_classifier": kid, "recall_classifier": 0.6, "memorisation_rate": 0.0,
+                    "floor": {"n": n, "fid_classifier": 10.0, "kid_classifier": 0.1}},
+        "quality_curve": {"card": {"n_fake": 256}, "points": points, "floor": {"n": 256, "fid_classifier": 30.0}},
+        "timing": {"train_minutes_budget": minutes, "train_seconds": 60.0 * minutes + 1, "train_flops": 1e12 * minutes, "epochs": 3,
+                   "train_images": 12800 * minutes, "batches": batches or 100 * minutes, "sample_images_per_second": 100.0},
+        "resources": {"nfe_per_sample": 50 if family == "ddpm" else 1, "flops_per_sample": 2e10 if family == "ddpm" else 5e6},
+        "protocol": {"budget": "equal_time", "seed": seed, "hardware": {"device": "CPU", "precision": "32-true",
+                     "load_while_training": {"load_1min_mean": 2.0, "load_1min_max": 2.1, "samples": 20, "every_seconds": 30.0, "cpu_cores": 2}},
+                     "metric_cards": {"fid_classifier": {"n_fake": n}}, "versions": {"torch": "2"}, "git_commit": "abc"},
+    }
+    (d / "metrics.json").write_text(json.dumps(payload))
+    return d
+
+
+@pytest.fixture()
+def equal_time_records(tmp_path):
+    root = tmp_path / "runs"
+    for seed, (vae, gan, ddpm) in enumerate([(300, 60, 40), (310, 90, 42), (290, 40, 41)]):
+        _record(root, "vae", seed, 10, vae)
+        _record(root, "gan", seed, 10, gan)
+        _record(root, "ddpm", seed, 10, ddpm)
+    _record(root, "ddpm", 0, 30, 20.0, run_id="ddpm010", batches=3000)  # the seed-0 run extended: same run id, later point
+    return root
+
+
+def _digests(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_the_comparison_ranks_checks_the_notes_and_rebuilds_byte_for_byte(equal_time_records, tmp_path, capsys):
+    out = tmp_path / "report"
+    report_main([str(equal_time_records), "--out", str(out)])
+    text = (out / "comparison.md").read_text()
+    ranking_10 = text.split("## Ranking after 10 training minutes")[1].split("##")[0]
+    rows = [line.split(" | ")[1] for line in ranking_10.splitlines() if line.startswith("| 1 ") or line.startswith("| 2 ") or line.startswith("| 3 ")]
+    assert rows == ["ddpm", "gan", "vae"]  # FID 41, 63.3, 300 at the same n
+    assert "Ranked by FID: every family was scored at the same n" in ranking_10
+    assert "## Ranking after 30 training minutes" in text  # the extension is its own record, not a copy
+    notes = text.split("The course notes' table, checked (after 10 training minutes)")[1]
+    assert "Exceptional → ✗ High [ddpm] (FID 41.0 = 4.1 x floor 10.0)" in notes
+    assert "Unstable → ✗ Stable [gan]" in notes or "Unstable → ✓ Unstable [gan]" in notes
+    for name in ("quality_vs_minutes.png", "quality_vs_flops.png", "montage_equal_time.png", "course_notes.png"):
+        assert (out / name).stat().st_size > 1000
+    first = _digests(out)
+    again = tmp_path / "again"
+    report_main([str(equal_time_records), "--out", str(again)])
+    assert _digests(again) == first
+
+
+def test_unequal_sample_counts_rank_on_kid(tmp_path):
+    root = tmp_path / "runs"
+    _record(root, "vae", 0, 10, fid=50.0, kid=9.0, n=1000)
+    _record(root, "pixelcnn", 0, 10, fid=80.0, kid=2.0, n=256)
+    report_main([str(root), "--out", str(tmp_path / "out")])
+    text = (tmp_path / "out" / "comparison.md").read_text()
+    assert "Ranked by KID" in text
+    assert text.index("| 1 | pixelcnn") < text.index("| 2 | vae")
+
+
+def test_an_extended_run_counts_once_per_point_and_a_copy_once(equal_time_records, tmp_path):
+    runs = collect_runs([equal_time_records])
+    assert sum(r["family"] == "ddpm" for r in runs) == 4  # 3 seeds at 10 min + the extension at 30
+    copy = tmp_path / "copy"
+    import shutil
+
+    shutil.copytree(equal_time_records / "ddpm-seed0-30min", copy / "ddpm-seed0-30min")
+    assert len(collect_runs([equal_time_records, copy])) == len(runs)
+
+
+# --- a real run under a time budget, then extended -----------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_timed_run_stops_on_the_training_clock_and_an_extension_carries_on(tmp_path, data_root, domain_classifier, monkeypatch):
+    from genzoo import run
+
+    monkeypatch.setenv("GENZOO_DATA", str(data_root))
+    out = tmp_path / "ae"
+    base = ["model=ae", *families.get("ae").tiny_overrides(), "budget=equal_time", "hardware=cpu", "progress_bar=false", "logger=none",
+            "budget.curve_minutes=[0.02,0.05,0.1]", "budget.eval_samples=64", "budget.curve_samples=32", "budget.n_test=64",
+            "budget.limit_val_batches=1", "edit_classes=null", f"output_dir={out}"]
+    first = run(load_config([*base, "budget.train_minutes=0.05"]))
+    timing, points = first["timing"], first["quality_curve"]["points"]
+    assert first["status"] == "completed" and 3.0 <= timing["train_seconds"] < 4.5  # 0.05 min: stops at the first batch past 3 s
+    assert [round(p["train_seconds"]) for p in points] == [1, 3] and points[0]["train_seconds"] >= 1.2
+    assert timing["train_flops"] == timing["train_flops_per_batch"] * timing["batches"] > 0
+    assert points[-1]["train_flops"] == timing["train_flops"] and first["quality_curve"]["floor"]["n"] == 32
+    assert first["metrics"]["floor"]["n"] == 64 and first["protocol"]["hardware"]["load_while_training"]["samples"] >= 1
+    second = run(load_config([*base, "budget.train_minutes=0.1", "resume=auto"]))
+    assert second["run_id"] == first["run_id"] and 6.0 <= second["timing"]["train_seconds"] < 7.5
+    assert second["quality_curve"]["points"][:2] == points  # the curve carries on from where the run stopped
+    assert len(second["quality_curve"]["points"]) == 3 and second["timing"]["batches"] > timing["batches"]
+    assert second["protocol"]["resumed"][0]["changed"]["budget.train_minutes"] == [0.05, 0.1]
