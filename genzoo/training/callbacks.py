@@ -170,7 +170,8 @@ class TimeBudget(L.Callback):
     that ends at or past the budget (overshoot: less than one batch). The clock excludes
     validation and the quality curve's scoring (TrainingClock), unlike Lightning's
     `max_time`, which counts wall time. A resumed run's clock carries its earlier seconds,
-    so resuming with a larger budget extends the run to the new total. When it stops
+    so resuming with a larger budget extends the run to the new total, and resuming with the
+    same budget (a run interrupted after training) trains no further batch. When it stops
     training it saves `path` (last.ckpt) at that batch, the exact point an extension continues from.
     """
 
@@ -179,6 +180,12 @@ class TimeBudget(L.Callback):
             raise ValueError(f"seconds must be > 0, got {seconds}")
         self.clock, self.seconds, self.path = clock, float(seconds), path
         self.stopped_at: float | None = None
+
+    def on_train_start(self, trainer, module):
+        # a resumed run whose clock already holds the budget (interrupted while testing or scoring) trains no further batch
+        if self.clock.elapsed() >= self.seconds:
+            self.stopped_at = self.clock.elapsed()
+            trainer.should_stop = True
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         if self.stopped_at is None and self.clock.elapsed() >= self.seconds:
