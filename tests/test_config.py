@@ -17,7 +17,7 @@ def test_every_group_option_composes_and_validates():
     options = {g: group_options(g) for g in GROUPS}
     assert options["model"] == families.names() and options["data"] == ["cifar10", "fashion_mnist", "mnist"]
     assert set(options["hardware"]) >= {"auto", "cpu", "gpu"} and set(options["logger"]) >= {"csv", "none", "wandb"}
-    assert options["budget"] == ["fast", "full", "smoke"]
+    assert options["budget"] == ["equal_time", "fast", "full", "smoke"]
     for model, data, budget in itertools.product(options["model"], options["data"], options["budget"]):
         load_config([f"model={model}", f"data={data}", f"budget={budget}"])
     for group in ("hardware", "logger"):

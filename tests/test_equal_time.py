@@ -80,6 +80,12 @@ def test_time_budget_stops_at_the_first_batch_past_the_budget_and_saves():
     clock.now = 600.2
     stop.on_train_batch_end(trainer, None, None, None, 0)
     assert trainer.should_stop and stop.stopped_at == 600.2 and saved == ["last.ckpt"]
+    resumed, trainer = TimeBudget(clock, 600), _trainer()  # resumed after training ended (interrupted while scoring)
+    resumed.on_train_start(trainer, None)
+    assert trainer.should_stop  # no further batch
+    fresh, trainer = TimeBudget(FakeClock(), 600), _trainer()
+    fresh.on_train_start(trainer, None)
+    assert not trainer.should_stop
     with pytest.raises(ValueError, match="seconds must be > 0"):
         TimeBudget(clock, 0)
 
@@ -89,15 +95,27 @@ def test_training_flops_count_forward_and_backward_of_a_linear_layer():
     # (the input needs no gradient); the optimiser's update is elementwise, which flop_counter does not count.
     layer, flops = torch.nn.Linear(10, 5), TrainingFlops(first=2, window=2)
     optimiser = torch.optim.SGD(layer.parameters(), lr=0.1)
-    trainer = _trainer()
-    for _ in range(4):
+    trainer, counted = _trainer(), []
+    for batch in range(1, 5):
+        trainer.fit_loop.total_batch_idx = batch - 1  # Lightning's count over the run, the current batch included
         flops.on_train_batch_start(trainer, layer, None, 0)
+        counted.append(flops._counter is not None)
         layer(torch.randn(4, 10)).sum().backward()
         optimiser.step()
         flops.on_train_batch_end(trainer, layer, None, None, 0)
-    assert flops.per_batch == 800
-    assert flops.total(10) == 8000
-    trainer.world_size = 2  # DDP: each rank's batch counted once
+    assert counted == [False, True, True, False]  # the run's batches 2 and 3
+    assert flops.per_batch == 800 and flops.total(10) == 8000
+    # a run interrupted after batch 2 and resumed counts batch 3 only, and ends with the same figure
+    interrupted, resumed = TrainingFlops(first=2, window=2), TrainingFlops(first=2, window=2)
+    for batch, callback in ((2, interrupted), (3, resumed)):
+        if callback is resumed:
+            resumed.load_state_dict(interrupted.state_dict())
+        trainer.fit_loop.total_batch_idx = batch - 1
+        callback.on_train_batch_start(trainer, layer, None, 0)
+        layer(torch.randn(4, 10)).sum().backward()
+        callback.on_train_batch_end(trainer, layer, None, None, 0)
+    assert interrupted.per_batch is None and resumed.per_batch == 800
+    trainer.world_size, trainer.fit_loop.total_batch_idx = 2, 0  # DDP: each rank's batch counted once
     again = TrainingFlops(first=1, window=1)
     again.on_train_batch_start(trainer, layer, None, 0)
     layer(torch.randn(4, 10)).sum().backward()
@@ -310,3 +328,17 @@ def test_a_timed_run_stops_on_the_training_clock_and_an_extension_carries_on(tmp
     assert second["quality_curve"]["points"][:2] == points  # the curve carries on from where the run stopped
     assert len(second["quality_curve"]["points"]) == 3 and second["timing"]["batches"] > timing["batches"]
     assert second["protocol"]["resumed"][0]["changed"]["budget.train_minutes"] == [0.05, 0.1]
+
+
+def test_records_from_a_gpu_join_by_being_added_and_stay_apart_from_the_cpu(tmp_path):
+    root = tmp_path / "runs"
+    _record(root, "vae", 0, 10, fid=50.0)
+    gpu = _record(root, "gan", 0, 1, fid=30.0)  # as benchmarks/gpu_table.sh writes it: 1 minute on the GPU
+    payload = json.loads((gpu / "metrics.json").read_text())
+    payload["protocol"]["hardware"] = {"device": "NVIDIA H200", "precision": "bf16-mixed", "accelerator": "gpu"}
+    (gpu / "metrics.json").write_text(json.dumps(payload))
+    report_main([str(root), "--out", str(tmp_path / "out")])
+    comparisons = sorted(p.parent.name for p in (tmp_path / "out").rglob("comparison.md"))
+    assert comparisons == ["fashion_mnist-CPU", "fashion_mnist-NVIDIA_H200"]
+    assert "| 1 | gan |" in (tmp_path / "out" / "fashion_mnist-NVIDIA_H200" / "comparison.md").read_text()
+    assert "gan" not in (tmp_path / "out" / "fashion_mnist-CPU" / "comparison.md").read_text().split("## Ranking")[1]

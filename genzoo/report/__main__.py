@@ -3,7 +3,7 @@
 Writes table.md, table.csv and the four figures of genzoo.report.plots into --out, and
 prints table.md. Runs of different datasets, machines or budgets are never averaged
 together: each (dataset, device, budget) gets its own table, in --out/<data>-<device>/
-(with -<budget> when budgets differ) when there are several. Equal-time runs (budget=equal_time) also get the
+(with -<budget> when budgets differ) when there are several, and always for a time budget. Equal-time runs (budget=equal_time) also get the
 comparison of genzoo.report.equal_time (comparison.md and its figures: the ranking at
 equal training time, the quality curves, the course notes' table checked cell by cell)
 in --out (in --out/<data>-<device>/ when there are several machines). Each output
@@ -37,7 +37,7 @@ def main(argv=None) -> None:
     for key, mine in groups.items():
         # one dataset on one machine under one budget: the table directly in --out; several: one folder each,
         # named by what differs between them, never averaged together
-        out = Path(args.out) / _folder(key, groups) if len(groups) > 1 else Path(args.out)
+        out = Path(args.out) / _folder(key, groups) if len(groups) > 1 or _timed(key) else Path(args.out)
         md, csv_path = write_table(summarise(mine), out, protocol(mine))
         plots = write_plots(mine, out)
         print(md.read_text())
@@ -54,9 +54,14 @@ def _folder(key: tuple, groups: dict) -> str:
     """The folder of one table: <data>-<device>, and -<budget> when the tables' budgets differ."""
     data, hardware, tier = key
     name = f"{data}-{hardware or 'unknown-hardware'}"
-    if len({k[2] for k in groups}) > 1:
+    if len({k[2] for k in groups}) > 1 or _timed(key):
         name += f"-{tier or 'unknown-budget'}"
     return _slug(name)
+
+
+def _timed(key: tuple) -> bool:
+    """A table of runs under a time budget ("equal_time 10 min"): always in its own folder, beside comparison.md."""
+    return bool(key[2]) and key[2].endswith(" min")
 
 
 def _slug(text: str) -> str:

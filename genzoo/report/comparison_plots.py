@@ -104,7 +104,7 @@ def _notes_grid(facts, primary: float) -> Figure:
             entries = table[row][col]
             verdict = entries[0][1].verdict if len(entries) == 1 else ("—" if not entries else _joint([c.verdict for _, c in entries]))
             ax.add_patch(_rect(j, len(rows) - 1 - i, COLOURS[verdict]))
-            text = f"notes: {NOTES[row][col]}\n" + "\n".join(f"{family}: {c.measured}" for family, c in entries) if entries else \
+            text = f"notes: {NOTES[row][col]}\n" + "\n".join(f"{family}: {c.measured.split(' (')[0]}" for family, c in entries) if entries else \
                 f"notes: {NOTES[row][col]}\nno family measured"
             ax.text(j + 0.5, len(rows) - 1 - i + 0.5, text, ha="center", va="center", fontsize=8, wrap=True)
     ax.set_xlim(0, len(COLUMNS))

@@ -198,8 +198,9 @@ class TimeBudget(L.Callback):
 class TrainingFlops(L.Callback):
     """Floating-point operations per training batch, counted on real batches, and the run's training FLOPs.
 
-    Counts batches `first` .. `first + window - 1` of each fit (after any warm-up; a window
-    of several batches covers a family that updates some nets only every few batches) with
+    Counts the run's batches `first` .. `first + window - 1` (1-based over the whole run, so
+    a resumed run counts exactly the batches the uninterrupted one would; a window of
+    several batches covers a family that updates some nets only every few batches) with
     torch.utils.flop_counter.FlopCounterMode: forward, backward and optimiser step of every
     net, matrix multiplies and convolutions at 2 FLOPs per multiply-add (elementwise ops
     are not counted). `per_batch` is their mean, times the world size under DDP (each
@@ -210,17 +211,16 @@ class TrainingFlops(L.Callback):
     def __init__(self, first: int = 2, window: int = 4):
         self.first, self.window = first, window
         self.per_batch: float | None = None
-        self._counter, self._counted, self._flops, self._seen = None, 0, 0, 0
+        self._counter, self._counted, self._flops = None, 0, 0
 
     def state_dict(self) -> dict:
-        return {"per_batch": self.per_batch}
+        return {"per_batch": self.per_batch, "flops": self._flops, "counted": self._counted}
 
     def load_state_dict(self, state: dict) -> None:
-        self.per_batch = state.get("per_batch")
+        self.per_batch, self._flops, self._counted = state.get("per_batch"), state.get("flops", 0), state.get("counted", 0)
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
-        self._seen += 1
-        if self.per_batch is None and self._counter is None and self._seen >= self.first:
+        if self.per_batch is None and self.first <= batches_done(trainer) < self.first + self.window:
             from torch.utils.flop_counter import FlopCounterMode
 
             self._counter = FlopCounterMode(display=False)
@@ -232,7 +232,7 @@ class TrainingFlops(L.Callback):
         self._counter.__exit__(None, None, None)
         self._flops += self._counter.get_total_flops()
         self._counter, self._counted = None, self._counted + 1
-        if self._counted == self.window:
+        if self._counted == self.window or batches_done(trainer) == self.first + self.window - 1:
             self.per_batch = self._flops / self._counted * trainer.world_size
 
     def on_exception(self, trainer, module, exception):
