@@ -112,7 +112,7 @@ def _ranking(runs: list[dict], m: float) -> list[str]:
         })
     rows.sort(key=lambda row: (row["key"] is None, row["key"] if row["key"] is not None else 0))
     header = ["rank", "family", "seeds", "runs completed / diverged / started", "n scored", "FID (classifier)", "floor at n",
-              "FID / floor", "KID (classifier)", "train seconds", "epochs", "train images", "train FLOPs"]
+              "FID / floor", "KID (classifier)", "train seconds", "epochs begun", "train images", "train FLOPs"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for rank, row in enumerate(rows, 1):
         lines.append("| " + " | ".join([str(rank), row["family"], row["seeds"], row["runs"], row["n"], row["fid"], row["floor"], row["ratio"],

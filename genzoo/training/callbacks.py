@@ -8,6 +8,8 @@ import time
 
 import lightning as L
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
 from torchvision.utils import make_grid
 
 
@@ -195,15 +197,36 @@ class TimeBudget(L.Callback):
                 trainer.save_checkpoint(self.path)
 
 
+class FlopCount(TorchDispatchMode):
+    """Counts FLOPs of every op dispatched while active, by torch.utils.flop_counter's registry of per-op formulas.
+
+    The same numbers as torch.utils.flop_counter.FlopCounterMode, without its module
+    tracker, whose backward hooks refuse `torch.autograd.grad` inside a training step (the
+    WGAN-GP gradient penalty). `flops`: the total so far.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.flops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is not None:
+            self.flops += formula(*args, **kwargs, out_val=out)
+        return out
+
+
 class TrainingFlops(L.Callback):
     """Floating-point operations per training batch, counted on real batches, and the run's training FLOPs.
 
     Counts the run's batches `first` .. `first + window - 1` (1-based over the whole run, so
     a resumed run counts exactly the batches the uninterrupted one would; a window of
     several batches covers a family that updates some nets only every few batches) with
-    torch.utils.flop_counter.FlopCounterMode: forward, backward and optimiser step of every
-    net, matrix multiplies and convolutions at 2 FLOPs per multiply-add (elementwise ops
-    are not counted). `per_batch` is their mean, times the world size under DDP (each
+    `FlopCount` (torch.utils.flop_counter's per-op formulas): forward, backward and
+    optimiser step of every net, matrix multiplies and convolutions at 2 FLOPs per
+    multiply-add (elementwise ops are not counted). `per_batch` is their mean, times the world size under DDP (each
     rank's batch counted once); `total(batches)` = per_batch * batches. The counted batches
     run a little slower (the counter's dispatch), inside the training clock.
     """
@@ -221,16 +244,14 @@ class TrainingFlops(L.Callback):
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
         if self.per_batch is None and self.first <= batches_done(trainer) < self.first + self.window:
-            from torch.utils.flop_counter import FlopCounterMode
-
-            self._counter = FlopCounterMode(display=False)
+            self._counter = FlopCount()
             self._counter.__enter__()
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         if self._counter is None:
             return
         self._counter.__exit__(None, None, None)
-        self._flops += self._counter.get_total_flops()
+        self._flops += self._counter.flops
         self._counter, self._counted = None, self._counted + 1
         if self._counted == self.window or batches_done(trainer) == self.first + self.window - 1:
             self.per_batch = self._flops / self._counted * trainer.world_size
