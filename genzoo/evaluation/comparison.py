@@ -25,11 +25,11 @@ def floor(data, eval_cfg, n: int, seed: int, device="cpu") -> dict:
     Returns {"n", "fid_classifier", "kid_classifier", "kid_classifier_std", "samples"}: what
     a perfect model would score under the same protocol (FID's bias at this n included).
     """
-    n = min(n, len(data.test_images))
-    extractor = build_extractor("classifier", data, eval_cache_dir(eval_cfg), device)
+    n, cache = min(n, len(data.test_images)), eval_cache_dir(eval_cfg)
+    extractor = build_extractor("classifier", data, cache, device)
     draw = site_seed("evaluation", seed)
     images = random_training_images(data, n, torch.Generator().manual_seed(draw))
-    scores = fid_kid(extractor, images, data.test_images[:n], data.name, "test", eval_cache_dir(eval_cfg), eval_cfg, seed)
+    scores = fid_kid(extractor, images, data.test_images[:n], data.name, "test", cache, eval_cfg, seed)
     return {"n": n, **_named(scores), "samples": f"{n} training images drawn with replacement (seed {draw}) against the first {n} test images"}
 
 
@@ -45,13 +45,13 @@ def choose_sampler(model, data, eval_cfg, n: int, seed: int, device="cpu") -> di
     """
     options = model.sampler_options()
     val_images = data.val_set.images
-    n = min(n, len(val_images))
-    extractor = build_extractor("classifier", data, eval_cache_dir(eval_cfg), device)
+    n, cache = min(n, len(val_images)), eval_cache_dir(eval_cfg)
+    extractor = build_extractor("classifier", data, cache, device)
+    split = f"val(val_fraction={data.val_fraction},split_seed={data.split_seed})"
     scores = {}
     for name, settings in options.items():
         fake = generate(partial(model.sample, **settings), n, eval_cfg.batch_size, site_seed("evaluation", seed))
-        split = f"val(val_fraction={data.val_fraction},split_seed={data.split_seed})"
-        scores[name] = _named(fid_kid(extractor, fake, val_images[:n], data.name, split, eval_cache_dir(eval_cfg), eval_cfg, seed))
+        scores[name] = _named(fid_kid(extractor, fake, val_images[:n], data.name, split, cache, eval_cfg, seed))
     chosen = min(scores, key=lambda name: scores[name]["fid_classifier"])
     model.use_sampler(options[chosen])
     return {"chosen": chosen, "n": n, "split": f"{data.name} validation, first {n} images", "scores": scores}

@@ -196,16 +196,19 @@ def fid_kid(extractor: Extractor, fake: torch.Tensor, real_images: torch.Tensor,
     """
     real = real_features(extractor, real_images, dataset, split, cache_dir, eval_cfg.batch_size)
     features, _ = extract(extractor, lambda a, b: fake[a:b], len(fake), eval_cfg.batch_size)
-    fid = frechet_distance(*feature_statistics(real), *feature_statistics(features))
-    kid, kid_std = kernel_distance(real, features, eval_cfg.kid_subsets, eval_cfg.kid_subset_size, torch.Generator().manual_seed(seed))
+    return _fid_kid(real, features, eval_cfg, seed)
+
+
+def _fid_kid(real: torch.Tensor, fake: torch.Tensor, eval_cfg, seed: int) -> dict:
+    """FID and KID of two feature sets (n, D): {"fid", "kid", "kid_std"}; KID's subsets drawn from `seed`."""
+    fid = frechet_distance(*feature_statistics(real), *feature_statistics(fake))
+    kid, kid_std = kernel_distance(real, fake, eval_cfg.kid_subsets, eval_cfg.kid_subset_size, torch.Generator().manual_seed(seed))
     return {"fid": fid, "kid": kid, "kid_std": kid_std}
 
 
 def _distribution_metrics(real: torch.Tensor, fake: torch.Tensor, eval_cfg, seed: int) -> dict:
-    fid = frechet_distance(*feature_statistics(real), *feature_statistics(fake))
-    kid, kid_std = kernel_distance(real, fake, eval_cfg.kid_subsets, eval_cfg.kid_subset_size, torch.Generator().manual_seed(seed))
     precision, recall = precision_recall(real, fake, k=eval_cfg.pr_k)
-    return {"fid": fid, "kid": kid, "kid_std": kid_std, "precision": precision, "recall": recall}
+    return {**_fid_kid(real, fake, eval_cfg, seed), "precision": precision, "recall": recall}
 
 
 def _novelty(extractor, data, fake, fake_features, test_features, eval_cfg, cache_dir, run_dir, card):

@@ -253,7 +253,7 @@ class TrainingFlops(L.Callback):
         self._counter.__exit__(None, None, None)
         self._flops += self._counter.flops
         self._counter, self._counted = None, self._counted + 1
-        if self._counted == self.window or batches_done(trainer) == self.first + self.window - 1:
+        if batches_done(trainer) == self.first + self.window - 1:  # the window's last batch (earlier ones may be restored sums)
             self.per_batch = self._flops / self._counted * trainer.world_size
 
     def on_exception(self, trainer, module, exception):
