@@ -76,6 +76,7 @@ RULE_KINDS: dict[str, Rule] = {
     "probability_or_null": Rule(lambda v: v is None or (_is_number(v) and 0 <= v < 1), "a number in [0, 1) or null (off)", "0.999"),
     "odd_int_ge_3": Rule(lambda v: _is_int(v) and v >= 3 and v % 2 == 1, "an odd integer >= 3", "5"),
     "positive_int_or_null": positive_int_or_null("5"),
+    "positive_number_or_null": Rule(lambda v: v is None or (_is_number(v) and v > 0), "a positive number or null", "50.0"),
     "positive_int_list": Rule(
         lambda v: isinstance(v, list) and len(v) > 0 and all(_is_int(c) and c > 0 for c in v), "a non-empty list of positive integers", "[32,64]"
     ),

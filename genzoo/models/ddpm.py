@@ -15,7 +15,9 @@ from genzoo.diffusion import (
     q_sample,
 )
 from genzoo.diffusion.guidance import Guided
+from genzoo.diffusion.probability_flow import ode_nll_nats
 from genzoo.diffusion.samplers import PREDICTIONS
+from genzoo.diffusion.sde import VPSDE, _bcast, score_from_eps
 from genzoo.distributions import bits_per_dim, discretized_gaussian_log_likelihood, normal_kl
 from genzoo.models.base import GenerativeModel
 from genzoo.models.ema import ema_copy, update_ema
@@ -42,6 +44,9 @@ class DDPM(GenerativeModel):
         base_channels, channel_mults, num_res_blocks, attention_levels, dropout: the U-Net.
         ema_decay: decay of the weight average used to sample and score, in [0, 1).
         sampler, sample_steps, eta: how `sample` draws by default.
+        ode_likelihood: also score the test images by the exact likelihood of the probability-flow
+            ODE of the DDPM's VP-SDE view (Song et al. 2021, sec. 4.3: 3.28 bits/dim against the
+            bound's 3.70 on CIFAR-10), as ode_nll_nats and ode_bits_per_dim; linear schedule only.
         conditional: class-conditional with classifier-free guidance (Ho & Salimans 2022): the
             label is fed to the U-Net and dropped with probability `p_uncond` in training;
             `sample` steers with `guidance_scale` w (0: the plain conditional model).
@@ -69,6 +74,7 @@ class DDPM(GenerativeModel):
         sampler: str = "ddim",
         sample_steps: int = 50,
         eta: float = 0.0,
+        ode_likelihood: bool = True,
         conditional: bool = False,
         num_classes: int = 0,
         p_uncond: float = 0.1,
@@ -86,6 +92,7 @@ class DDPM(GenerativeModel):
         self.save_hyperparameters(ignore=["optimizer"], logger=False)  # the optimiser is in config.yaml
         self.schedule = make_schedule(schedule, num_steps)
         self.prediction, self.sampler, self.sample_steps, self.eta = prediction, sampler, sample_steps, eta
+        self.ode_likelihood = ode_likelihood and schedule == "linear"  # the cosine schedule has no linear-beta VP SDE here
         self._set_conditional(conditional, num_classes)
         self.p_uncond, self.guidance_scale = p_uncond, guidance_scale
         self.net = UNet(image_shape, base_channels, tuple(channel_mults), num_res_blocks, tuple(attention_levels), dropout, self.num_classes)
@@ -158,10 +165,53 @@ class DDPM(GenerativeModel):
         terms.append(prior.flatten(1).sum(1))
         return torch.stack(terms, dim=1)
 
+    def vp_sde(self) -> VPSDE:
+        """The VP SDE whose N-step discretisation is this DDPM's linear schedule: beta_min = T beta_1, beta_max = T beta_T.
+
+        Raises ValueError for the cosine schedule (its betas are not linear in t).
+        """
+        if self.hparams.schedule != "linear":
+            raise ValueError("the DDPM's VP-SDE view needs schedule=linear (the cosine schedule's betas are not linear in t)")
+        betas, n = self.schedule.betas, self.schedule.num_steps
+        return VPSDE(betas[0].item() * n, betas[-1].item() * n, n)
+
+    def vp_score_fn(self, net, sde: VPSDE):
+        """The score of the VP-SDE view at continuous t in (0, 1]: -eps(x, t (T - 1)) / std(t), the net called as
+        Song et al.'s code calls a DDPM (continuous step labels t (T - 1)); a v-prediction is turned into eps first."""
+
+        def eps(x, t):
+            out = net(x, t * (sde.N - 1))
+            if self.prediction == "eps":
+                return out
+            mean_coeff, std = (_bcast(v, x) for v in (sde.log_mean_coeff(t).exp(), sde.marginal_prob(x, t)[1]))
+            return mean_coeff * out + std * x  # eps = sqrt(a) v + sqrt(1 - a) x_t
+
+        return score_from_eps(eps, sde)
+
+    def ode_nll_nats(self, x0: torch.Tensor, labels: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """-log P of 8-bit images x0 (B, C, H, W) in [-1, 1] in nats, (B,), by the probability-flow ODE of the VP-SDE view.
+
+        Uniform dequantization, one Hutchinson probe, RK45 at rtol = atol = 1e-5 from t = 1e-5
+        (genzoo.diffusion.probability_flow.ode_nll_nats): an unbiased estimate of an upper bound on
+        -log P. EMA net; a conditional model with the true labels and no guidance. Needs autograd
+        (call it outside torch.inference_mode). Raises ValueError for the cosine schedule.
+        """
+        sde, net = self.vp_sde(), self.ema.module.eval()
+        if self.conditional:
+            net = Guided(net, labels, 0.0)
+        nll, _ = ode_nll_nats(self.vp_score_fn(net, sde), sde, x0, generator, probes=1, eps=1e-5, rtol=1e-5, atol=1e-5)
+        return nll.to(x0.device, torch.float32)
+
     def test_step(self, batch, batch_idx):
         x0 = batch[0]
         nll = self.vlb_terms(x0, batch[1]).sum(1)
-        self.log_dict({"elbo_nats": -nll.mean(), "bits_per_dim": bits_per_dim(nll.mean(), self.num_dims)}, batch_size=len(x0), sync_dist=True)
+        logs = {"elbo_nats": -nll.mean(), "bits_per_dim": bits_per_dim(nll.mean(), self.num_dims)}
+        if self.ode_likelihood:
+            generator = torch.Generator().manual_seed(batch_idx)  # dequantization noise and probes: the same for every run
+            with torch.inference_mode(False), torch.enable_grad():
+                ode = self.ode_nll_nats(x0.clone(), batch[1].clone() if self.conditional else None, generator)
+            logs |= {"ode_nll_nats": ode.mean(), "ode_bits_per_dim": bits_per_dim(ode.mean(), self.num_dims)}
+        self.log_dict(logs, batch_size=len(x0), sync_dist=True)
 
     @torch.no_grad()
     def sample(self, n: int, generator=None, sampler: str | None = None, steps: int | None = None,
@@ -226,6 +276,9 @@ class DDPM(GenerativeModel):
             "bits_per_dim": f"-elbo_nats / ({self.num_dims} * ln 2)",
             "sampler": f"{self.sampler}" + (f", {self.sample_steps} steps, eta={self.eta}" if self.sampler == "ddim" else f", {self.schedule.num_steps} steps")
             + (f"; class-conditional, balanced labels, classifier-free guidance w={self.guidance_scale}" if self.conditional else ""),
+            **({"ode_likelihood": "exact likelihood of the probability-flow ODE of the VP-SDE view (beta 0.1 to 20 for the linear schedule), "
+                "RK45 rtol=atol=1e-5 from t=1e-5, one Rademacher Hutchinson probe per image (unbiased estimate), uniformly dequantized "
+                "8-bit test images (an upper bound on -log P), EMA net; ode_bits_per_dim = ode_nll_nats / (D ln 2)"} if self.ode_likelihood else {}),
             **({"conditional": f"label dropped with p={self.p_uncond} in training; the bound is -log p(x | y) with true labels, w=0"}
                if self.conditional else {}),
         }

@@ -36,6 +36,7 @@ COLUMNS = [
     ("is_inception", ("metrics", "is_inception"), ".2f"),
     ("class_coverage", ("metrics", "class_coverage"), ".2f"),
     ("bits_per_dim", ("metrics", "bits_per_dim"), ".3f"),
+    ("ode_bits_per_dim", ("metrics", "ode_bits_per_dim"), ".3f"),  # the DDPM's probability-flow ODE likelihood beside its bound
     ("memorisation_rate", ("metrics", "memorisation_rate"), ".3f"),
     ("control_accuracy", ("metrics", "control_accuracy"), ".3f"),
     ("fid_per_class", ("metrics", "fid_per_class"), ".1f"),
