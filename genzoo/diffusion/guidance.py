@@ -36,3 +36,9 @@ class Guided(nn.Module):
         both = self.net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([self.labels, null]))
         cond, uncond = both.chunk(2)
         return (1 + self.w) * cond - self.w * uncond
+
+
+def drop_labels(labels: torch.Tensor, p_uncond: float, num_classes: int) -> torch.Tensor:
+    """Classifier-free guidance training: each label (B,) becomes the "no label" index num_classes with probability p_uncond."""
+    dropped = torch.rand(len(labels), device=labels.device) < p_uncond
+    return torch.where(dropped, torch.full_like(labels, num_classes), labels)

@@ -14,7 +14,7 @@ from genzoo.diffusion import (
     predict_x0_eps,
     q_sample,
 )
-from genzoo.diffusion.guidance import Guided
+from genzoo.diffusion.guidance import Guided, drop_labels
 from genzoo.diffusion.probability_flow import ode_nll_nats
 from genzoo.diffusion.samplers import PREDICTIONS
 from genzoo.diffusion.sde import VPSDE, _bcast, score_from_eps
@@ -109,8 +109,7 @@ class DDPM(GenerativeModel):
         """
         net = self.net if net is None else net
         if self.conditional and drop:
-            dropped = torch.rand(len(labels), device=labels.device) < self.p_uncond
-            labels = torch.where(dropped, torch.full_like(labels, self.num_classes), labels)
+            labels = drop_labels(labels, self.p_uncond, self.num_classes)
         t = torch.randint(0, self.schedule.num_steps, (len(x0),), device=x0.device)
         eps = torch.randn_like(x0)
         x_t = q_sample(self.schedule, x0, t, eps)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from genzoo.data.device import to_unit_range
-from genzoo.diffusion.guidance import Guided
+from genzoo.diffusion.guidance import Guided, drop_labels
 from genzoo.diffusion.probability_flow import ode_nll_nats, ode_sample
 from genzoo.diffusion.sde import SDE, SDES, _bcast, make_sde, max_pairwise_distance, score_from_eps
 from genzoo.diffusion.sde_samplers import CORRECTORS, PREDICTORS, annealed_langevin_sample, pc_sample
@@ -191,8 +191,7 @@ class ScoreSDE(GenerativeModel):
         """
         net = self.net if net is None else net
         if self.conditional and drop:
-            dropped = torch.rand(len(labels), device=labels.device) < self.p_uncond
-            labels = torch.where(dropped, torch.full_like(labels, self.num_classes), labels)
+            labels = drop_labels(labels, self.p_uncond, self.num_classes)
         t = self.train_times(len(x0))
         z = torch.randn_like(x0)
         mean, std = self.sde.marginal_prob(x0, t)
