@@ -86,6 +86,15 @@ def test_the_drift_and_diffusion_move_the_marginal_as_the_closed_form_says(sde):
     assert torch.allclose((std_next**2 - std_prev**2) / (2 * h), 2 * c * std**2 + g**2, rtol=1e-5)
 
 
+@pytest.mark.parametrize("sde", [VPSDE(), SubVPSDE(), VPSDE(1e-3, 0.2, 10)], ids=["vp", "subvp", "vp_short_schedule"])
+def test_float32_std_at_the_smallest_times_is_the_float64_value_not_zero(sde):
+    # 1 - e^{2m} cancels to 0 in float32 at t = 1e-5 for small beta_min (a 10-step DDPM's VP view): the score -eps / std was inf
+    t = torch.tensor([1e-5, 1e-3, 0.5])
+    _, std32 = sde.marginal_prob(torch.ones(3, 1), t)
+    _, std64 = sde.marginal_prob(torch.ones(3, 1, dtype=torch.float64), t.double())
+    assert (std32 > 0).all() and torch.allclose(std32.double(), std64, rtol=1e-5)
+
+
 def test_prior_logp_is_the_normal_log_density():
     z = torch.randn(4, 1, 3, 3, generator=torch.Generator().manual_seed(0))
     normal = torch.distributions.Normal(0.0, 1.0).log_prob(z).flatten(1).sum(1)
@@ -192,6 +201,17 @@ def test_bad_solver_settings_are_refused():
         ode_likelihood(gaussian_score(VPSDE()), VPSDE(), POINTS, probes=0)
     with pytest.raises(ValueError, match="predictor must be one of"):
         pc_sample(gaussian_score(VPSDE()), VPSDE(), (2, 2), predictor="heun")
+
+
+def test_a_score_that_turns_nan_stops_the_ode_solve_in_one_line():
+    # the adaptive solver shrinks its step without end on a NaN drift (the suite once hung on it): it must fail at once
+    def nan_below_half(x, t):
+        return torch.where((t < 0.5)[:, None], torch.full_like(x, float("nan")), -x)
+
+    with pytest.raises(RuntimeError, match=r"drift is not finite at t=0\.[0-4]"):
+        ode_sample(nan_below_half, VPSDE(), (2, 2), generator=torch.Generator().manual_seed(0))
+    with pytest.raises(RuntimeError, match="drift is not finite at t=1e-05"):
+        ode_likelihood(nan_below_half, VPSDE(), POINTS)
 
 
 # ---- the model ---------------------------------------------------------------------------------

@@ -25,6 +25,14 @@ def _drift_fn(score_fn, sde: SDE):
     return lambda x, t: rsde.sde(x, t)[0]
 
 
+def _finite(values: np.ndarray, time: float) -> np.ndarray:
+    """values, or RuntimeError when any is NaN or infinite: an adaptive solver would otherwise shrink its step forever."""
+    if not np.isfinite(values).all():
+        raise RuntimeError(f"the probability-flow ODE's drift is not finite at t={time:.3g}: the score net returned NaN or inf "
+                           "there (an untrained or diverged net, or an SDE whose std(t) is 0 at that t)")
+    return values
+
+
 def _check_tolerances(rtol: float, atol: float, eps: float) -> None:
     if rtol <= 0 or atol <= 0 or not 0 < eps < 1:
         raise ValueError(f"the ODE solve needs rtol > 0, atol > 0 and eps in (0, 1), got {rtol}, {atol} and {eps}")
@@ -48,7 +56,7 @@ def ode_sample(score_fn, sde: SDE, shape, generator=None, rtol: float = 1e-5, at
         (samples `shape` float32, NFE per sample: the solver's score evaluations).
     Raises:
         ValueError: non-positive tolerances or eps outside (0, 1).
-        RuntimeError: the solver failed (its message).
+        RuntimeError: the solver failed (its message), or the drift was not finite.
     """
     _check_tolerances(rtol, atol, eps)
     x = sde.prior_sampling(shape, generator).to(device) if x_T is None else x_T
@@ -56,7 +64,7 @@ def ode_sample(score_fn, sde: SDE, shape, generator=None, rtol: float = 1e-5, at
 
     def f(time, y):
         xt = torch.from_numpy(y).to(dev, dtype).reshape(shape)
-        return drift(xt, torch.full((shape[0],), time, device=dev, dtype=dtype)).double().cpu().numpy().ravel()
+        return _finite(drift(xt, torch.full((shape[0],), time, device=dev, dtype=dtype)).double().cpu().numpy().ravel(), time)
 
     sol = solve_ivp(f, (sde.T, eps), x.double().cpu().numpy().ravel(), rtol=rtol, atol=atol, method=method)
     if not sol.success:
@@ -103,7 +111,7 @@ def ode_likelihood(score_fn, sde: SDE, x: torch.Tensor, generator=None, probes: 
         (log p (B,) float64 in nats, z = x(1) (B, ...) the latent code, NFE: the solver's drift evaluations).
     Raises:
         ValueError: non-positive tolerances, probes < 1, or eps outside (0, 1).
-        RuntimeError: the solver failed.
+        RuntimeError: the solver failed, or the drift was not finite.
     """
     _check_tolerances(rtol, atol, eps)
     if probes < 1:
@@ -115,7 +123,7 @@ def ode_likelihood(score_fn, sde: SDE, x: torch.Tensor, generator=None, probes: 
     def f(time, y):
         xt = torch.from_numpy(y[:n]).to(dev, dtype).reshape(shape)
         out, div = _divergence(drift, xt, torch.full((shape[0],), time, device=dev, dtype=dtype), vs)
-        return np.concatenate([out.double().cpu().numpy().ravel(), div.double().cpu().numpy()])
+        return _finite(np.concatenate([out.double().cpu().numpy().ravel(), div.double().cpu().numpy()]), time)
 
     y0 = np.concatenate([x.detach().double().cpu().numpy().ravel(), np.zeros(shape[0])])
     sol = solve_ivp(f, (eps, sde.T), y0, rtol=rtol, atol=atol, method=method)

@@ -140,7 +140,7 @@ class VPSDE(SDE):
 
     def marginal_prob(self, x0, t):
         m = self.log_mean_coeff(t)
-        return _bcast(m.exp(), x0) * x0, (1 - (2 * m).exp()).sqrt()
+        return _bcast(m.exp(), x0) * x0, (-torch.expm1(2 * m)).sqrt()  # expm1: 1 - e^{2m} without cancellation at small t
 
     def prior_sampling(self, shape, generator=None):
         return torch.randn(shape, generator=generator)
@@ -176,12 +176,12 @@ class SubVPSDE(VPSDE):
 
     def sde(self, x, t):
         beta = self.beta(t)
-        discount = 1 - (4 * self.log_mean_coeff(t)).exp()  # 1 - exp(-2 int_0^t beta)
+        discount = -torch.expm1(4 * self.log_mean_coeff(t))  # 1 - exp(-2 int_0^t beta)
         return -0.5 * _bcast(beta, x) * x, (beta * discount).sqrt()
 
     def marginal_prob(self, x0, t):
         m = self.log_mean_coeff(t)
-        return _bcast(m.exp(), x0) * x0, 1 - (2 * m).exp()
+        return _bcast(m.exp(), x0) * x0, -torch.expm1(2 * m)
 
     discretize = SDE.discretize
 
