@@ -324,3 +324,33 @@ def test_the_ddpm_vp_view_is_the_vp_sde_of_its_schedule_and_scores_an_ode_likeli
     assert torch.allclose(nll.double(), expected.double(), rtol=1e-4)
     with pytest.raises(ValueError, match="schedule=linear"):
         DDPM((1, 28, 28), partial(torch.optim.Adam), schedule="cosine", num_steps=10, sample_steps=5, **SMALL).vp_sde()
+
+
+def test_equal_time_samplers_cost_the_same_nfe_and_a_reference_ode_row_is_scored(data_root, domain_classifier):
+    from genzoo import load_config
+    from genzoo.data import ImageDataModule
+    from genzoo.evaluation import comparison
+    from genzoo.metrics.harness import generate
+
+    model = _model(sample_steps=4, ode_rtol=1e-3, ode_atol=1e-3).eval()
+    options = model.sampler_options()
+    assert list(options) == ["pc-2 + langevin", "pc-4, no corrector"]
+    nfes = []
+    for settings in options.values():
+        with model.sampling_with(settings):
+            nfes.append(model.nfe_per_sample)
+    assert nfes == [4, 4]  # 2 predictor + 2 corrector steps, or 4 predictor steps: the configured sample_steps
+    assert (model.sample_steps, model.corrector, model.nfe_per_sample) == (4, "langevin", 8)  # restored after each block
+    with pytest.raises(ZeroDivisionError), model.sampling_with({"sample_steps": 1}):
+        raise ZeroDivisionError
+    assert model.sample_steps == 4  # restored on an error too
+    data = ImageDataModule("fashion_mnist", root=str(data_root))
+    data.setup()
+    eval_cfg = load_config(["budget=equal_time"]).eval
+    choice = comparison.choose_sampler(model, data, eval_cfg, n=32, seed=0)
+    assert choice["chosen"] == min(choice["scores"], key=lambda k: choice["scores"][k]["fid_classifier"])
+    assert model.sample_steps == options[choice["chosen"]]["sample_steps"]  # the choice stays applied
+    rows = comparison.reference_rows(model, data, eval_cfg, 8, generate(model.sample, 8, 8, 1), seed=0)
+    assert list(rows) == ["ode"] and rows["ode"]["n"] == 8 and rows["ode"]["nfe_per_sample"] > 0
+    assert model.sampler == "pc"
+    assert _model(sampler="ode").sampler_options() == {} and _model(sampler="ode").reference_samplers() == {}

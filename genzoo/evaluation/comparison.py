@@ -10,7 +10,6 @@ The runner calls these in its score phase when the budget asks (budget=equal_tim
 """
 
 import time
-from functools import partial
 
 import torch
 
@@ -36,8 +35,8 @@ def floor(data, eval_cfg, n: int, seed: int, device="cpu") -> dict:
 def choose_sampler(model, data, eval_cfg, n: int, seed: int, device="cpu") -> dict:
     """Pick the best of `model.sampler_options()` by classifier FID on n validation images, and apply it.
 
-    Each option (a name and the `sample` keyword settings it stands for, all at the same
-    number of network evaluations) draws n samples from the evaluation seed; they are
+    Each option (a name and the sampling attributes it sets, all at the same number of
+    network evaluations) draws n samples from the evaluation seed; they are
     scored against the first n images of the validation split, never the test split, so
     the choice does not look at the numbers it is judged by. The option with the lowest FID
     is applied with `model.use_sampler(settings)`. Returns {"chosen", "n", "split", "scores":
@@ -50,7 +49,8 @@ def choose_sampler(model, data, eval_cfg, n: int, seed: int, device="cpu") -> di
     split = f"val(val_fraction={data.val_fraction},split_seed={data.split_seed})"
     scores = {}
     for name, settings in options.items():
-        fake = generate(partial(model.sample, **settings), n, eval_cfg.batch_size, site_seed("evaluation", seed))
+        with model.sampling_with(settings):
+            fake = generate(model.sample, n, eval_cfg.batch_size, site_seed("evaluation", seed))
         scores[name] = _named(fid_kid(extractor, fake, val_images[:n], data.name, split, cache, eval_cfg, seed))
     chosen = min(scores, key=lambda name: scores[name]["fid_classifier"])
     model.use_sampler(options[chosen])
@@ -62,7 +62,7 @@ def reference_rows(model, data, eval_cfg, n: int, fake: torch.Tensor, seed: int,
 
     `fake`: the main sampler's evaluation samples (the first n are compared at the same n,
     against the same first n test images). Returns {name: {"n", "fid_classifier",
-    "kid_classifier", "kid_classifier_std", "seconds", "main_sampler_same_n": {...}}}.
+    "kid_classifier", "kid_classifier_std", "seconds", "nfe_per_sample", "main_sampler_same_n": {...}}}.
     """
     refs = model.reference_samplers()
     if not refs:
@@ -74,10 +74,12 @@ def reference_rows(model, data, eval_cfg, n: int, fake: torch.Tensor, seed: int,
     rows = {}
     for name, settings in refs.items():
         start = time.perf_counter()
-        images = generate(partial(model.sample, **settings), n, eval_cfg.batch_size, site_seed("evaluation", seed))
+        with model.sampling_with(settings):
+            images = generate(model.sample, n, eval_cfg.batch_size, site_seed("evaluation", seed))
+            nfe = model.nfe_per_sample  # an adaptive sampler's (the probability-flow ODE): its last batch's
         seconds = time.perf_counter() - start
         scores = _named(fid_kid(extractor, images, data.test_images[:n], data.name, "test", cache, eval_cfg, seed))
-        rows[name] = {"n": n, **scores, "seconds": seconds, "main_sampler_same_n": main}
+        rows[name] = {"n": n, **scores, "seconds": seconds, "nfe_per_sample": nfe, "main_sampler_same_n": main}
     return rows
 
 

@@ -1,5 +1,6 @@
 """The interface every family implements, so the runner and the metrics never look inside."""
 
+from contextlib import contextmanager
 from functools import partial
 
 import lightning as L
@@ -88,23 +89,41 @@ class GenerativeModel(L.LightningModule):
         return {}
 
     def sampler_options(self) -> dict[str, dict]:
-        """Named `sample` keyword settings of equal cost (network evaluations) to choose between (override).
+        """Named sampler settings of equal cost (network evaluations) to choose between (override).
 
-        With budget.sampler_selection_samples > 0 the runner scores each on validation
-        images and applies the best with `use_sampler` (genzoo.evaluation.comparison). {}: nothing to choose.
+        Each is {attribute: value} of the model's sampling attributes (what `sample` reads by
+        default, e.g. the DDPM's {"eta": 0.0}). With budget.sampler_selection_samples > 0 the
+        runner scores each on validation images and applies the best with `use_sampler`
+        (genzoo.evaluation.comparison). {}: nothing to choose.
         """
         return {}
 
     def reference_samplers(self) -> dict[str, dict]:
-        """Named `sample` keyword settings of a costlier reference sampler, scored on a subset beside the main one (override)."""
+        """Named sampler settings (as in `sampler_options`) of a costlier reference sampler, scored on a subset beside the main one (override)."""
         return {}
 
-    def use_sampler(self, settings: dict) -> None:
-        """Make `settings` (one of `sampler_options()`) the default of `sample`: each key is set as an attribute."""
-        for key, value in settings.items():
+    def use_sampler(self, settings: dict) -> dict:
+        """Make `settings` (one of `sampler_options()`) the default of `sample`: each key is set as an attribute.
+
+        Returns the values they replaced ({attribute: old value}), for `sampling_with`.
+        Raises AttributeError for a key that is not a sampling attribute of this model.
+        """
+        for key in settings:
             if not hasattr(self, key):
                 raise AttributeError(f"{self.family} has no sampler setting {key!r}")
+        replaced = {key: getattr(self, key) for key in settings}
+        for key, value in settings.items():
             setattr(self, key, value)
+        return replaced
+
+    @contextmanager
+    def sampling_with(self, settings: dict):
+        """`settings` (as in `use_sampler`) in force inside the block, the previous values restored after it (also on error)."""
+        replaced = self.use_sampler(settings)
+        try:
+            yield self
+        finally:
+            self.use_sampler(replaced)
 
     def uncompiled_nets(self) -> dict[str, str]:
         """Child nets that `speed_up(compile=True)` leaves in eager mode, each with the reason (override)."""
