@@ -15,10 +15,11 @@ from genzoo import families, load_config
 from genzoo.artifacts import save_grid
 from genzoo.config import validate
 from genzoo.errors import ConfigError
+from genzoo.metrics.machine_speed import PROBE_FLOPS, conv_gflops
 from genzoo.report.__main__ import main as report_main
 from genzoo.report.course_notes import NOTES, FamilyFacts, cells, cv_interval, quality, stability
 from genzoo.report.table import collect_runs
-from genzoo.training.callbacks import LoadMonitor, QualityCurve, TimeBudget, TrainingFlops, curve_seconds
+from genzoo.training.callbacks import LoadMonitor, MachineSpeed, QualityCurve, TimeBudget, TrainingFlops, curve_seconds
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -135,6 +136,49 @@ def test_load_monitor_summarises_the_sampled_load(monkeypatch):
     restored.load_state_dict(monitor.state_dict())
     assert restored.summary()["samples"] == 3
     assert LoadMonitor().summary() is None
+
+
+def test_the_speed_probe_measures_its_workload_and_draws_no_random_numbers():
+    assert PROBE_FLOPS == 2 * (64 * 28 * 28) * 32 * (32 * 9)  # output elements x channels in x 3x3, a multiply and an add each
+    state = torch.random.get_rng_state()
+    probe = conv_gflops("cpu", seconds=0.2)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the training that follows draws what it would without the probe
+    assert probe["calls"] >= 1 and 0.2 <= probe["seconds"] < 5
+    assert probe["conv_gflops"] == pytest.approx(probe["calls"] * PROBE_FLOPS / probe["seconds"] / 1e9, rel=1e-2)
+    assert "torch threads" in probe["workload"]
+    with pytest.raises(ValueError, match="seconds > 0"):
+        conv_gflops("cpu", seconds=0)
+
+
+def test_machine_speed_keeps_each_start_across_a_resume():
+    module = SimpleNamespace(device=torch.device("cpu"))
+    first = MachineSpeed(seconds=0.05)
+    first.on_fit_start(None, module)
+    resumed = MachineSpeed(seconds=0.05)
+    resumed.on_fit_start(None, module)  # this start's figure, then the checkpoint's (either order)
+    resumed.load_state_dict(first.state_dict())
+    summary = resumed.summary()
+    assert len(summary["per_start"]) == 2 and summary["per_start"][0] == first.summary()["conv_gflops"]
+    assert summary["conv_gflops"] == summary["per_start"][-1] > 0
+    assert MachineSpeed(enabled=False).summary() is None and MachineSpeed().summary() is None
+
+
+def test_the_report_warns_when_the_runs_machines_differ_in_speed(tmp_path):
+    root = tmp_path / "runs"
+    for family, gflops in (("vae", 20.0), ("gan", 21.0), ("ddpm", 50.0)):
+        record = _record(root, family, 0, 10, fid=50.0) / "metrics.json"
+        payload = json.loads(record.read_text())
+        payload["protocol"]["hardware"]["speed_probe"] = {"conv_gflops": gflops, "per_start": [gflops], "workload": "conv"}
+        record.write_text(json.dumps(payload))
+    _record(root, "ae", 0, 10, fid=60.0)  # a record from before the probe
+    report_main([str(root), "--out", str(tmp_path / "out")])
+    text = (tmp_path / "out" / "comparison.md").read_text()
+    assert "20.0 to 50.0 GFLOP/s over 3 records" in text
+    assert "**The runs were made on machines of different speed (vae seed 0 (20.0), gan seed 0 (21.0), ddpm seed 0 (50.0)" in text
+    assert "Not recorded (made before the probe existed): ae seed 0." in text
+    (root / "ddpm-seed0-10min").rename(tmp_path / "ddpm-elsewhere")
+    report_main([str(root), "--out", str(tmp_path / "out2")])
+    assert "machines of different speed" not in (tmp_path / "out2" / "comparison.md").read_text()  # 21 / 20 is within 1.25x
 
 
 def test_the_equal_time_tier_gives_every_family_the_same_minutes_and_sample_counts():
@@ -323,11 +367,13 @@ def test_a_timed_run_stops_on_the_training_clock_and_an_extension_carries_on(tmp
     assert timing["train_flops"] == timing["train_flops_per_batch"] * timing["batches"] > 0
     assert points[-1]["train_flops"] == timing["train_flops"] and first["quality_curve"]["floor"]["n"] == 32
     assert first["metrics"]["floor"]["n"] == 64 and first["protocol"]["hardware"]["load_while_training"]["samples"] >= 1
+    assert first["protocol"]["hardware"]["speed_probe"]["conv_gflops"] > 0  # measured before the clock: not in train_seconds
     second = run(load_config([*base, "budget.train_minutes=0.1", "resume=auto"]))
     assert second["run_id"] == first["run_id"] and 6.0 <= second["timing"]["train_seconds"] < 7.5
     assert second["quality_curve"]["points"][:2] == points  # the curve carries on from where the run stopped
     assert len(second["quality_curve"]["points"]) == 3 and second["timing"]["batches"] > timing["batches"]
     assert second["protocol"]["resumed"][0]["changed"]["budget.train_minutes"] == [0.05, 0.1]
+    assert len(second["protocol"]["hardware"]["speed_probe"]["per_start"]) == 2
 
 
 def test_records_from_a_gpu_join_by_being_added_and_stay_apart_from_the_cpu(tmp_path):

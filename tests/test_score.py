@@ -350,6 +350,7 @@ def test_equal_time_samplers_cost_the_same_nfe_and_a_reference_ode_row_is_scored
     choice = comparison.choose_sampler(model, data, eval_cfg, n=32, seed=0)
     assert choice["chosen"] == min(choice["scores"], key=lambda k: choice["scores"][k]["fid_classifier"])
     assert model.sample_steps == options[choice["chosen"]]["sample_steps"]  # the choice stays applied
+    assert model.sampler_options() == options and choice["settings"] == options[choice["chosen"]]  # the same names after it (a run once failed on it)
     rows = comparison.reference_rows(model, data, eval_cfg, 8, generate(model.sample, 8, 8, 1), seed=0)
     assert list(rows) == ["ode"] and rows["ode"]["n"] == 8 and rows["ode"]["nfe_per_sample"] > 0
     assert model.sampler == "pc"

@@ -39,7 +39,7 @@ def choose_sampler(model, data, eval_cfg, n: int, seed: int, device="cpu") -> di
     network evaluations) draws n samples from the evaluation seed; they are
     scored against the first n images of the validation split, never the test split, so
     the choice does not look at the numbers it is judged by. The option with the lowest FID
-    is applied with `model.use_sampler(settings)`. Returns {"chosen", "n", "split", "scores":
+    is applied with `model.use_sampler(settings)`. Returns {"chosen", "settings", "n", "split", "scores":
     {name: {"fid_classifier", "kid_classifier", "kid_classifier_std"}}}.
     """
     options = model.sampler_options()
@@ -54,7 +54,7 @@ def choose_sampler(model, data, eval_cfg, n: int, seed: int, device="cpu") -> di
         scores[name] = _named(fid_kid(extractor, fake, val_images[:n], data.name, split, cache, eval_cfg, seed))
     chosen = min(scores, key=lambda name: scores[name]["fid_classifier"])
     model.use_sampler(options[chosen])
-    return {"chosen": chosen, "n": n, "split": f"{data.name} validation, first {n} images", "scores": scores}
+    return {"chosen": chosen, "settings": options[chosen], "n": n, "split": f"{data.name} validation, first {n} images", "scores": scores}
 
 
 def reference_rows(model, data, eval_cfg, n: int, fake: torch.Tensor, seed: int, device="cpu") -> dict:

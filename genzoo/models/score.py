@@ -272,15 +272,15 @@ class ScoreSDE(GenerativeModel):
         """Two PC samplers at the same NFE, the configured `sample_steps` (100 by default): sample_steps / 2
         predictor steps each after one Langevin corrector step, or sample_steps predictor steps with no
         corrector (Song et al. 2021 compare both kinds, table 1). {} unless the configured sampler is "pc"."""
-        if self.sampler != "pc" or self.sample_steps < 2:
+        steps = self.hparams.sample_steps  # the configured count: the options stay the same after one is applied
+        if self.hparams.sampler != "pc" or steps < 2:
             return {}
-        half = self.sample_steps // 2
-        return {f"pc-{half} + langevin": {"sample_steps": half, "corrector": "langevin", "corrector_steps": 1},
-                f"pc-{self.sample_steps}, no corrector": {"sample_steps": self.sample_steps, "corrector": "none"}}
+        return {f"pc-{steps // 2} + langevin": {"sample_steps": steps // 2, "corrector": "langevin", "corrector_steps": 1},
+                f"pc-{steps}, no corrector": {"sample_steps": steps, "corrector": "none"}}
 
     def reference_samplers(self) -> dict[str, dict]:
         """The probability-flow ODE (adaptive RK45, its NFE set by the solver): the deterministic sampler of the same net."""
-        return {"ode": {"sampler": "ode"}} if self.sampler != "ode" else {}
+        return {"ode": {"sampler": "ode"}} if self.hparams.sampler != "ode" else {}
 
     def _guidance_factor(self, guidance_scale: float | None) -> int:
         w = self.guidance_scale if guidance_scale is None else guidance_scale

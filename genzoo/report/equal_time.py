@@ -214,7 +214,7 @@ def _load_lines(runs: list[dict]) -> list[str]:
     loads = [(r, (r["record"].protocol.get("hardware") or {}).get("load_while_training")) for r in runs]
     loads = [(r, x) for r, x in loads if x]
     if not loads:
-        return ["Machine load while training: not recorded in these records."]
+        return ["Machine load while training: not recorded in these records.", _speed_line(runs)]
     busy = [r for r, x in loads if x["load_1min_max"] > x["cpu_cores"] + 0.5]
     mean = statistics.fmean(x["load_1min_mean"] for _, x in loads)
     top = max(x["load_1min_max"] for _, x in loads)
@@ -223,4 +223,27 @@ def _load_lines(runs: list[dict]) -> list[str]:
     if busy:
         names = ", ".join(f"{r['family']} seed {_seed(r)} ({minutes(r):g} min)" for r in busy)
         line += f" **Another process competed for the cores during: {names}**: their training minutes bought less."
-    return [line]
+    return [line, _speed_line(runs)]
+
+
+SPEED_SPREAD_LIMIT = 1.25  # probe figures further apart than this: the runs' minutes bought different amounts of compute
+
+
+def _speed_line(runs: list[dict]) -> str:
+    """The machines' measured speed (protocol.hardware.speed_probe) and a warning when the runs' machines differ."""
+    probes = [(r, ((r["record"].protocol.get("hardware") or {}).get("speed_probe") or {}).get("conv_gflops")) for r in runs]
+    known = [(r, v) for r, v in probes if v]
+    unknown = sorted({f"{r['family']} seed {_seed(r)}" for r, v in probes if not v})
+    line = "Machine speed (genzoo.metrics.machine_speed, measured before each run trained): "
+    if known:
+        values = [v for _, v in known]
+        line += f"{min(values):.1f} to {max(values):.1f} GFLOP/s over {len(known)} records."
+        if max(values) / min(values) > SPEED_SPREAD_LIMIT:
+            names = ", ".join(f"{r['family']} seed {_seed(r)} ({v:.1f})" for r, v in sorted(known, key=lambda x: x[1]))
+            line += (f" **The runs were made on machines of different speed ({names}; more than {SPEED_SPREAD_LIMIT:g}x apart)**: "
+                     "their equal minutes are not equal compute.")
+    else:
+        line += "not recorded in any of these records."
+    if known and unknown:
+        line += f" Not recorded (made before the probe existed): {', '.join(unknown)}."
+    return line

@@ -1,5 +1,5 @@
 """Lightning callbacks the runner adds to every run: the training clock, the time budget, the quality
-curve, training FLOPs, the machine's load, the divergence monitor and the sample grid for image loggers."""
+curve, training FLOPs, the machine's load and speed, the divergence monitor and the sample grid for image loggers."""
 
 import contextlib
 import math
@@ -299,6 +299,40 @@ class LoadMonitor(L.Callback):
             return None
         return {"load_1min_mean": round(sum(self.samples) / len(self.samples), 2), "load_1min_max": max(self.samples),
                 "samples": len(self.samples), "every_seconds": self.every, "cpu_cores": os.cpu_count()}
+
+
+class MachineSpeed(L.Callback):
+    """The machine's measured speed at each start of fit (genzoo.metrics.machine_speed.conv_gflops), kept across resumes.
+
+    Equal training minutes compare only on machines of one speed, and the CPU's name does
+    not tell machines apart; the runner adds it to runs under a time budget. `summary()`
+    gives {"conv_gflops": the last start's figure, "per_start": [each start's], "workload"},
+    or None when disabled or not measured yet. Its measurement draws no random numbers and precedes the training
+    clock's first batch, so the run trains as it would without it.
+    """
+
+    def __init__(self, enabled: bool = True, seconds: float = 1.0):
+        self.enabled, self.seconds, self.probes, self.workload = enabled, seconds, [], None
+
+    def state_dict(self) -> dict:
+        return {"probes": self.probes}
+
+    def load_state_dict(self, state: dict) -> None:
+        restored = [p for p in state.get("probes", []) if p not in self.probes]
+        self.probes = restored + self.probes  # whichever of restoring and on_fit_start comes first
+
+    def on_fit_start(self, trainer, module):
+        if self.enabled:
+            from genzoo.metrics.machine_speed import conv_gflops
+
+            probe = conv_gflops(module.device, self.seconds)
+            self.probes.append(probe["conv_gflops"])
+            self.workload = probe["workload"]
+
+    def summary(self) -> dict | None:
+        if not self.enabled or not self.probes:
+            return None
+        return {"conv_gflops": self.probes[-1], "per_start": list(self.probes), "workload": self.workload}
 
 
 def curve_seconds(budget: dict) -> list[float] | None:

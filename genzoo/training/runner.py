@@ -32,6 +32,7 @@ from genzoo.training import rundir
 from genzoo.training.callbacks import (
     DivergenceMonitor,
     LoadMonitor,
+    MachineSpeed,
     QualityCurve,
     SampleGridLogger,
     TimeBudget,
@@ -81,6 +82,7 @@ class Run:
     lock: object = None  # the run directory's lock (genzoo.training.rundir.claim), held until the run ends
     resumes: list | None = None  # each start that continued this run: {"at_step", "changed": {key: [before, now]}}
     kept_previous: bool = False  # a finished record kept as metrics.previous.json until this run's completes
+    machine: MachineSpeed | None = None  # the machine's measured speed (runs under a time budget)
 
 
 def run(cfg: DictConfig, callbacks: list | None = None) -> dict | None:
@@ -196,6 +198,7 @@ def _build(cfg: DictConfig, callbacks, commit, run_dir: Path, lock) -> Run:
     interruption = Interruption(run_dir / "checkpoints" / "last.ckpt")
     minutes = budget.get("train_minutes")
     timed = [TimeBudget(clock, 60 * minutes, interruption.path)] if minutes else []  # after the curve: its last point is in the checkpoint
+    machine = MachineSpeed() if minutes else None  # equal minutes compare only on machines of one speed; before the clock: not timed
     checkpoints = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best-epoch{epoch}-step{step}",
@@ -217,7 +220,7 @@ def _build(cfg: DictConfig, callbacks, commit, run_dir: Path, lock) -> Run:
         limit_train_batches=budget["limit_train_batches"],
         limit_val_batches=budget["limit_val_batches"],
         logger=_logger(cfg, run_dir),
-        callbacks=[checkpoints, clock, flops, load, monitor, curve, *timed, ResumeState(model.family, data.name, resumes), interruption,
+        callbacks=[checkpoints, *([machine] if machine else []), clock, flops, load, monitor, curve, *timed, ResumeState(model.family, data.name, resumes), interruption,
                    SampleGridLogger(seed=site_seed("grid", cfg.seed)), *(callbacks or [])],
         plugins=[AtomicCheckpointIO()],
         default_root_dir=str(run_dir),
@@ -236,7 +239,7 @@ def _build(cfg: DictConfig, callbacks, commit, run_dir: Path, lock) -> Run:
         kept_previous = previous_config is not None and rundir.keep_previous_record(run_dir)  # before anything replaces it
         rundir.write_config(cfg, run_dir)
     return Run(cfg, run_dir, commit, data, model, budget, hardware, speed, ckpt_path, trainer, clock, monitor, curve, interruption, scorer,
-               flops, load, lock, resumes, kept_previous)
+               flops, load, lock, resumes, kept_previous, machine)
 
 
 def train(r: Run) -> dict | None:
@@ -276,7 +279,7 @@ def score(r: Run) -> tuple[dict, dict, dict, float] | None:
         if r.trainer.is_global_zero:
             choice = comparison.choose_sampler(model, data, cfg.eval, r.budget["sampler_selection_samples"], cfg.seed, model.device)
         choice = r.trainer.strategy.broadcast(choice, src=0)
-        model.use_sampler(model.sampler_options()[choice["chosen"]])  # every rank draws with rank zero's choice
+        model.use_sampler(choice["settings"])  # every rank draws with rank zero's choice
     eval_seed = site_seed("evaluation", cfg.seed)
     fake = generate_across_ranks(model.sample, n_eval, cfg.eval.batch_size, eval_seed, r.trainer.strategy) if cfg.eval.extractors else None
     if not r.trainer.is_global_zero:
@@ -342,7 +345,8 @@ def make_record(r: Run, diverged: dict | None, metrics: dict, cards: dict, sampl
             "budget": cfg.budget.name,
             "batch_size": data.batch_size,
             "hardware": {**protocol.hardware(trainer.strategy.root_device, r.hardware["precision"], world, type(trainer.strategy).__name__),
-                         "speed": r.speed, "precision_rule": r.hardware.get("precision_rule"), "load_while_training": r.load.summary()},
+                         "speed": r.speed, "precision_rule": r.hardware.get("precision_rule"), "load_while_training": r.load.summary(),
+                         **({"speed_probe": r.machine.summary()} if r.machine and r.machine.summary() else {})},
             "versions": protocol.versions(),
             "git_commit": r.commit,
             "evaluated_weights": "final (last) weights",
