@@ -176,6 +176,14 @@ def test_the_report_warns_when_the_runs_machines_differ_in_speed(tmp_path):
     assert "20.0 to 50.0 GFLOP/s over 3 records" in text
     assert "**The runs were made on machines of different speed (vae seed 0 (20.0), gan seed 0 (21.0), ddpm seed 0 (50.0)" in text
     assert "Not recorded (made before the probe existed): ae seed 0." in text
+    assert "different domain-classifier weights" not in text
+    record = root / "gan-seed0-10min" / "metrics.json"
+    payload = json.loads(record.read_text())
+    payload["protocol"]["metric_cards"]["fid_classifier"]["weights_sha256"] = "07501fae2dfacbe0"  # another machine's classifier
+    record.write_text(json.dumps(payload))
+    report_main([str(root), "--out", str(tmp_path / "out1")])
+    assert ("**The records' FIDs and KIDs come from 2 different domain-classifier weights (07501fae2dfa: gan seed 0; "
+            "not recorded: ae seed 0, ddpm seed 0, vae seed 0)**") in (tmp_path / "out1" / "comparison.md").read_text()
     (root / "ddpm-seed0-10min").rename(tmp_path / "ddpm-elsewhere")
     report_main([str(root), "--out", str(tmp_path / "out2")])
     assert "machines of different speed" not in (tmp_path / "out2" / "comparison.md").read_text()  # 21 / 20 is within 1.25x

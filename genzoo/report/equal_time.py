@@ -214,7 +214,7 @@ def _load_lines(runs: list[dict]) -> list[str]:
     loads = [(r, (r["record"].protocol.get("hardware") or {}).get("load_while_training")) for r in runs]
     loads = [(r, x) for r, x in loads if x]
     if not loads:
-        return ["Machine load while training: not recorded in these records.", _speed_line(runs)]
+        return ["Machine load while training: not recorded in these records.", _speed_line(runs), *_extractor_lines(runs)]
     busy = [r for r, x in loads if x["load_1min_max"] > x["cpu_cores"] + 0.5]
     mean = statistics.fmean(x["load_1min_mean"] for _, x in loads)
     top = max(x["load_1min_max"] for _, x in loads)
@@ -223,7 +223,20 @@ def _load_lines(runs: list[dict]) -> list[str]:
     if busy:
         names = ", ".join(f"{r['family']} seed {_seed(r)} ({minutes(r):g} min)" for r in busy)
         line += f" **Another process competed for the cores during: {names}**: their training minutes bought less."
-    return [line, _speed_line(runs)]
+    return [line, _speed_line(runs), *_extractor_lines(runs)]
+
+
+def _extractor_lines(runs: list[dict]) -> list[str]:
+    """A warning when the records' FIDs come from different domain-classifier weights (each machine trains its own)."""
+    weights = {}
+    for r in runs:
+        card = ((r["record"].protocol.get("metric_cards") or {}).get("fid_classifier") or {})
+        weights.setdefault(card.get("weights_sha256") or "not recorded", []).append(f"{r['family']} seed {_seed(r)}")
+    if len(weights) < 2:
+        return []
+    groups = "; ".join(f"{sha[:12]}: {', '.join(sorted(set(names)))}" for sha, names in sorted(weights.items()))
+    return [f"**The records' FIDs and KIDs come from {len(weights)} different domain-classifier weights ({groups})**: "
+            "scores made with different extractors do not compare."]
 
 
 SPEED_SPREAD_LIMIT = 1.25  # probe figures further apart than this: the runs' minutes bought different amounts of compute
