@@ -146,7 +146,7 @@ def _samplers(runs: list[dict]) -> list[str]:
         for name, row in (metrics.get("reference_samplers") or {}).items():
             main = row["main_sampler_same_n"]
             lines.append(f"- {where}: reference **{name}** on n = {row['n']}: FID {row['fid_classifier']:.1f}, KID {row['kid_classifier']:.2f} "
-                         f"({row['seconds']:.0f} s to draw" + (f", {row['nfe_per_sample']} NFE per sample" if row.get("nfe_per_sample") else "") + ") against the main sampler's FID {main['fid_classifier']:.1f}, KID "
+                         f"({row['seconds']:.0f} s to draw" + (f", {row['nfe_per_sample']} NFE per sample" if row.get("nfe_per_sample") else "") + f") against the main sampler's FID {main['fid_classifier']:.1f}, KID "
                          f"{main['kid_classifier']:.2f} at the same n")
     return lines or ["No family here has a choice of sampler or a reference sampler."]
 
