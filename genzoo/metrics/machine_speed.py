@@ -6,15 +6,17 @@ measures a fixed workload before it trains and keeps the figure in its record; t
 warns when records that one table compares were made on machines whose figures differ.
 """
 
+import math
 import time
 
 import torch
 
-# the workload: one 3x3 convolution, 32 -> 32 channels, on a batch of 64 28x28 maps (float32), as the families' nets run
-PROBE_SHAPE = (64, 32, 28, 28)
-PROBE_FLOPS = 2 * 64 * 32 * 28 * 28 * 32 * 3 * 3  # multiply-adds x 2 of one forward call: 0.92 GFLOP
-PROBE_TEXT = ("3x3 conv 32->32 channels on a (64, 32, 28, 28) float32 batch, forward, no grad, after 2 warm-up calls, "
-              "repeated for {seconds:g} s; torch threads {threads}")
+# the workload: one 3x3 convolution, C -> C channels, on a batch of 28x28 maps (float32), as the families' nets run
+PROBE_SHAPE = (64, 32, 28, 28)  # (batch, C, H, W)
+KERNEL_SHAPE = (PROBE_SHAPE[1], PROBE_SHAPE[1], 3, 3)
+PROBE_FLOPS = 2 * math.prod(PROBE_SHAPE) * math.prod(KERNEL_SHAPE[1:])  # a multiply and an add per output element and tap: 0.92 GFLOP
+PROBE_TEXT = (f"3x3 conv {PROBE_SHAPE[1]}->{PROBE_SHAPE[1]} channels on a {PROBE_SHAPE} float32 batch, forward, no grad, "
+              "after 2 warm-up calls, repeated for {seconds:g} s; torch threads {threads}")
 
 
 def conv_gflops(device="cpu", seconds: float = 1.0) -> dict:
@@ -27,8 +29,8 @@ def conv_gflops(device="cpu", seconds: float = 1.0) -> dict:
     if seconds <= 0:
         raise ValueError(f"the speed probe needs seconds > 0, got {seconds}")
     device = torch.device(device)
-    x = torch.linspace(-1, 1, 64 * 32 * 28 * 28, device=device).reshape(PROBE_SHAPE)
-    w = torch.linspace(-0.1, 0.1, 32 * 32 * 9, device=device).reshape(32, 32, 3, 3)
+    x = torch.linspace(-1, 1, math.prod(PROBE_SHAPE), device=device).reshape(PROBE_SHAPE)
+    w = torch.linspace(-0.1, 0.1, math.prod(KERNEL_SHAPE), device=device).reshape(KERNEL_SHAPE)
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     with torch.no_grad():
         for _ in range(2):
@@ -42,4 +44,3 @@ def conv_gflops(device="cpu", seconds: float = 1.0) -> dict:
         elapsed = time.perf_counter() - start
     return {"conv_gflops": round(calls * PROBE_FLOPS / elapsed / 1e9, 2), "calls": calls, "seconds": round(elapsed, 3),
             "workload": PROBE_TEXT.format(seconds=seconds, threads=torch.get_num_threads())}
-

@@ -47,7 +47,7 @@ def write_comparison(runs: list[dict], out: Path, protocol: str = "") -> list[Pa
     parts = ["# Families at equal training time", ""]
     if protocol:
         parts += [protocol, ""]
-    parts += _load_lines(runs) + [""]
+    parts += [*_load_lines(runs), _speed_line(runs), *_extractor_lines(runs), ""]
     for m in times:
         parts += [f"## Ranking after {m:g} training minutes", "", *_ranking(runs, m), ""]
     parts += ["## Samplers behind the numbers", "", *_samplers(completed), ""]
@@ -214,7 +214,7 @@ def _load_lines(runs: list[dict]) -> list[str]:
     loads = [(r, (r["record"].protocol.get("hardware") or {}).get("load_while_training")) for r in runs]
     loads = [(r, x) for r, x in loads if x]
     if not loads:
-        return ["Machine load while training: not recorded in these records.", _speed_line(runs), *_extractor_lines(runs)]
+        return ["Machine load while training: not recorded in these records."]
     busy = [r for r, x in loads if x["load_1min_max"] > x["cpu_cores"] + 0.5]
     mean = statistics.fmean(x["load_1min_mean"] for _, x in loads)
     top = max(x["load_1min_max"] for _, x in loads)
@@ -223,7 +223,7 @@ def _load_lines(runs: list[dict]) -> list[str]:
     if busy:
         names = ", ".join(f"{r['family']} seed {_seed(r)} ({minutes(r):g} min)" for r in busy)
         line += f" **Another process competed for the cores during: {names}**: their training minutes bought less."
-    return [line, _speed_line(runs), *_extractor_lines(runs)]
+    return [line]
 
 
 def _extractor_lines(runs: list[dict]) -> list[str]:

@@ -306,33 +306,35 @@ class MachineSpeed(L.Callback):
 
     Equal training minutes compare only on machines of one speed, and the CPU's name does
     not tell machines apart; the runner adds it to runs under a time budget. `summary()`
-    gives {"conv_gflops": the last start's figure, "per_start": [each start's], "workload"},
-    or None when disabled or not measured yet. Its measurement draws no random numbers and precedes the training
-    clock's first batch, so the run trains as it would without it.
+    gives {"conv_gflops": this start's figure, "per_start": [each start's, the checkpoint's
+    first], "workload"}, or None before it has measured. Its measurement draws no random
+    numbers and precedes the training clock's first batch, so the run trains as it would
+    without it. The checkpoint's figures and this start's are kept apart, so the order in
+    which Lightning restores callbacks and calls on_fit_start (it varies by strategy) does not matter.
     """
 
-    def __init__(self, enabled: bool = True, seconds: float = 1.0):
-        self.enabled, self.seconds, self.probes, self.workload = enabled, seconds, [], None
+    def __init__(self, seconds: float = 1.0):
+        self.seconds, self.restored, self.measured, self.workload = seconds, [], None, None
+
+    def per_start(self) -> list[float]:
+        return self.restored + ([] if self.measured is None else [self.measured])
 
     def state_dict(self) -> dict:
-        return {"probes": self.probes}
+        return {"probes": self.per_start()}
 
     def load_state_dict(self, state: dict) -> None:
-        restored = [p for p in state.get("probes", []) if p not in self.probes]
-        self.probes = restored + self.probes  # whichever of restoring and on_fit_start comes first
+        self.restored = list(state.get("probes", []))
 
     def on_fit_start(self, trainer, module):
-        if self.enabled:
-            from genzoo.metrics.machine_speed import conv_gflops
+        from genzoo.metrics.machine_speed import conv_gflops
 
-            probe = conv_gflops(module.device, self.seconds)
-            self.probes.append(probe["conv_gflops"])
-            self.workload = probe["workload"]
+        probe = conv_gflops(module.device, self.seconds)
+        self.measured, self.workload = probe["conv_gflops"], probe["workload"]
 
     def summary(self) -> dict | None:
-        if not self.enabled or not self.probes:
+        if self.measured is None:
             return None
-        return {"conv_gflops": self.probes[-1], "per_start": list(self.probes), "workload": self.workload}
+        return {"conv_gflops": self.measured, "per_start": self.per_start(), "workload": self.workload}
 
 
 def curve_seconds(budget: dict) -> list[float] | None:

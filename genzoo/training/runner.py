@@ -346,7 +346,7 @@ def make_record(r: Run, diverged: dict | None, metrics: dict, cards: dict, sampl
             "batch_size": data.batch_size,
             "hardware": {**protocol.hardware(trainer.strategy.root_device, r.hardware["precision"], world, type(trainer.strategy).__name__),
                          "speed": r.speed, "precision_rule": r.hardware.get("precision_rule"), "load_while_training": r.load.summary(),
-                         **({"speed_probe": r.machine.summary()} if r.machine and r.machine.summary() else {})},
+                         **({"speed_probe": probe} if (probe := r.machine and r.machine.summary()) else {})},
             "versions": protocol.versions(),
             "git_commit": r.commit,
             "evaluated_weights": "final (last) weights",
