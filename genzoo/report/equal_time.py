@@ -81,9 +81,18 @@ def _seed(run: dict) -> int:
     return run["record"].protocol.get("seed", 0)
 
 
+def _name(run: dict) -> str:
+    """'<family> seed <s>': how the report's lines name a run."""
+    return f"{run['family']} seed {_seed(run)}"
+
+
+def _fid_card(run: dict) -> dict:
+    """The record's metric card of the classifier FID ({} when it has none): n, extractor weights."""
+    return (run["record"].protocol.get("metric_cards") or {}).get("fid_classifier") or {}
+
+
 def _n(run: dict) -> int | None:
-    card = (run["record"].protocol.get("metric_cards") or {}).get("fid_classifier") or {}
-    return card.get("n_fake")
+    return _fid_card(run).get("n_fake")
 
 
 def _ranking(runs: list[dict], m: float) -> list[str]:
@@ -138,7 +147,7 @@ def _samplers(runs: list[dict]) -> list[str]:
     """Each run's sampler choice on validation images and its reference sampler rows."""
     lines = []
     for run in sorted(runs, key=lambda r: (r["family"], minutes(r), _seed(r))):
-        metrics, where = run["record"].metrics, f"{run['family']} seed {_seed(run)}, {minutes(run):g} min"
+        metrics, where = run["record"].metrics, f"{_name(run)}, {minutes(run):g} min"
         choice = metrics.get("sampler_selection")
         if choice:
             scores = "; ".join(f"{name}: FID {s['fid_classifier']:.1f}" for name, s in choice["scores"].items())
@@ -221,7 +230,7 @@ def _load_lines(runs: list[dict]) -> list[str]:
     line = (f"Machine load while training (1-minute load average, sampled every {loads[0][1]['every_seconds']:g} s of fit): mean {mean:.2f}, "
             f"max {top:.2f} on {loads[0][1]['cpu_cores']} cores; a run alone shows about its own thread count.")
     if busy:
-        names = ", ".join(f"{r['family']} seed {_seed(r)} ({minutes(r):g} min)" for r in busy)
+        names = ", ".join(f"{_name(r)} ({minutes(r):g} min)" for r in busy)
         line += f" **Another process competed for the cores during: {names}**: their training minutes bought less."
     return [line]
 
@@ -230,8 +239,7 @@ def _extractor_lines(runs: list[dict]) -> list[str]:
     """A warning when the records' FIDs come from different domain-classifier weights (each machine trains its own)."""
     weights = {}
     for r in runs:
-        card = ((r["record"].protocol.get("metric_cards") or {}).get("fid_classifier") or {})
-        weights.setdefault(card.get("weights_sha256") or "not recorded", []).append(f"{r['family']} seed {_seed(r)}")
+        weights.setdefault(_fid_card(r).get("weights_sha256") or "not recorded", []).append(_name(r))
     if len(weights) < 2:
         return []
     groups = "; ".join(f"{sha[:12]}: {', '.join(sorted(set(names)))}" for sha, names in sorted(weights.items()))
@@ -246,13 +254,13 @@ def _speed_line(runs: list[dict]) -> str:
     """The machines' measured speed (protocol.hardware.speed_probe) and a warning when the runs' machines differ."""
     probes = [(r, ((r["record"].protocol.get("hardware") or {}).get("speed_probe") or {}).get("conv_gflops")) for r in runs]
     known = [(r, v) for r, v in probes if v]
-    unknown = sorted({f"{r['family']} seed {_seed(r)}" for r, v in probes if not v})
+    unknown = sorted({_name(r) for r, v in probes if not v})
     line = "Machine speed (genzoo.metrics.machine_speed, measured before each run trained): "
     if known:
         values = [v for _, v in known]
         line += f"{min(values):.1f} to {max(values):.1f} GFLOP/s over {len(known)} records."
         if max(values) / min(values) > SPEED_SPREAD_LIMIT:
-            names = ", ".join(f"{r['family']} seed {_seed(r)} ({v:.1f})" for r, v in sorted(known, key=lambda x: x[1]))
+            names = ", ".join(f"{_name(r)} ({v:.1f})" for r, v in sorted(known, key=lambda x: x[1]))
             line += (f" **The runs were made on machines of different speed ({names}; more than {SPEED_SPREAD_LIMIT:g}x apart)**: "
                      "their equal minutes are not equal compute.")
     else:
