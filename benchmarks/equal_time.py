@@ -18,11 +18,25 @@ one resumes from its checkpoint (its training clock resumes too, so it still tra
 Equal time means nothing on a shared machine: before each run the sweep prints a warning
 when other processes keep the cores busy (from /proc/stat, while the sweep waits), and each record
 keeps the load sampled while it trained (protocol.hardware.load_while_training).
+
+Nor on a machine whose speed changes under it. A virtual machine's host can slow it by half
+for minutes at a time with nothing visible inside it (the gan seed-2 run of 2026-12-03 trained
+652 images/s against its seeds' 1,339-1,369). So before each run the sweep measures the
+machine (genzoo/metrics/machine_speed.py) against the median of the records already in
+`<out>/runs` and, while it is more than --speed-tolerance times slower, waits (up to
+--wait-minutes, re-measuring every minute), then stops if it is still slow. After each run it
+compares the record's training images/s with the median of the same family's records there
+(the first record of a family: its speed probe with the records' median); a record that fell
+short by more than --speed-tolerance is not added to runs/ but kept, with the reason, in
+`<out>/withdrawn/slow-machine-period/`, and its run directory is set aside so that the next
+sweep trains it again.
 """
 
 import argparse
+import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -33,6 +47,8 @@ sys.path.insert(0, str(ROOT))
 
 from genzoo.families import names  # noqa: E402
 from genzoo.training.record import RunRecord  # noqa: E402
+
+WITHDRAWN = "withdrawn/slow-machine-period"
 
 
 def main(argv=None) -> int:
@@ -49,7 +65,12 @@ def main(argv=None) -> int:
     parser.add_argument("--commit", action="store_true", help="git-commit each record as it lands (only its folder)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands without running them")
     parser.add_argument("--extra", nargs="*", default=[], help="more overrides for every run (e.g. eval.batch_size=1000)")
+    parser.add_argument("--speed-tolerance", type=float, default=1.25,
+                        help="how much slower than the records already made the machine, or a run, may be (the report's warning ratio)")
+    parser.add_argument("--wait-minutes", type=float, default=30, help="how long to wait for a slow machine before stopping")
     args = parser.parse_args(argv)
+    if args.speed_tolerance < 1 or args.wait_minutes < 0:
+        parser.error(f"--speed-tolerance must be >= 1 and --wait-minutes >= 0, got {args.speed_tolerance} and {args.wait_minutes}")
 
     families = args.families or names()
     unknown = sorted(set(families) - set(names()))
@@ -77,6 +98,10 @@ def main(argv=None) -> int:
         if args.dry_run:
             continue
         _warn_if_busy()
+        slow = _wait_for_speed(out / "runs", args.speed_tolerance, args.wait_minutes)
+        if slow:
+            print(f"== stopping: {slow}; run the same command when the machine is back to speed", flush=True)
+            return 3
         start = time.time()
         code = subprocess.call(cmd, cwd=ROOT)
         print(f"== {dest.name}: exit {code} after {time.time() - start:.0f} s wall", flush=True)
@@ -86,10 +111,82 @@ def main(argv=None) -> int:
         if code != 0 or not (run_dir / "metrics.json").is_file():
             failed += 1
             continue
+        short = _fell_short(RunRecord.read(run_dir / "metrics.json"), out / "runs", args.speed_tolerance)
+        if short:
+            kept = out / WITHDRAWN / dest.name
+            _keep(run_dir, kept)
+            (kept / "withdrawn.json").write_text(json.dumps({"reason": short, "run_dir": str(run_dir)}, indent=2) + "\n")
+            run_dir.rename(run_dir.with_name(f"{run_dir.name}-withdrawn-{time.strftime('%Y%m%d-%H%M%S')}"))  # the next sweep trains it anew
+            print(f"== {dest.name}: withdrawn, not added to runs/: {short}", flush=True)
+            if args.commit:
+                _commit(kept, f"equal-time record withdrawn: {dest.name} ({short})")
+            continue
         _keep(run_dir, dest)
         if args.commit:
             _commit(dest, f"equal-time record: {dest.name} ({args.hardware}, {args.data})")
     return 1 if failed else 0
+
+
+def _records(runs: Path) -> list[RunRecord]:
+    """The completed records in `runs` (each <name>/metrics.json)."""
+    found = []
+    for path in sorted(runs.glob("*/metrics.json")):
+        try:
+            record = RunRecord.read(path)
+        except (OSError, ValueError):
+            continue
+        if record.status == "completed":
+            found.append(record)
+    return found
+
+
+def _probe(record: RunRecord) -> float | None:
+    """The best speed-probe figure (GFLOP/s) a record's starts measured, or None."""
+    probe = (record.protocol.get("hardware") or {}).get("speed_probe") or {}
+    return probe.get("conv_gflops")
+
+
+def _fell_short(record: RunRecord, runs: Path, tolerance: float) -> str | None:
+    """Why `record` trained on a machine slower than its peers' by more than `tolerance`, or None.
+
+    Its training images/s against the median of the same family's completed records in `runs`;
+    for a family's first record, its speed probe against the median probe of all records there.
+    """
+    others = [r for r in _records(runs) if r.model == record.model and r.run_id != record.run_id]
+    speed = record.timing.get("train_images_per_second")
+    if others and speed:
+        median = statistics.median(r.timing["train_images_per_second"] for r in others)
+        if speed * tolerance < median:
+            return f"trained {speed:.0f} images/s, against the median {median:.0f} of its family's {len(others)} record(s)"
+        return None
+    probes = [p for r in _records(runs) if (p := _probe(r))]
+    mine = _probe(record)
+    if probes and mine and mine * tolerance < statistics.median(probes):
+        return f"its speed probe read {mine:.1f} GFLOP/s, against the records' median {statistics.median(probes):.1f}"
+    return None
+
+
+def _wait_for_speed(runs: Path, tolerance: float, wait_minutes: float) -> str | None:
+    """Wait while the machine measures more than `tolerance` times slower than the records in `runs`; None once it is not.
+
+    Returns why it stopped waiting (still slow after `wait_minutes`), or None (at speed, or no
+    record with a speed probe to compare with).
+    """
+    from genzoo.metrics.machine_speed import conv_gflops
+
+    probes = [p for r in _records(runs) if (p := _probe(r))]
+    if not probes:
+        return None
+    target = statistics.median(probes) / tolerance
+    deadline = time.time() + 60 * wait_minutes
+    while True:
+        now = conv_gflops(seconds=2.0)["conv_gflops"]
+        if now >= target:
+            return None
+        if time.time() >= deadline:
+            return f"the machine measures {now:.1f} GFLOP/s, below {target:.1f} (the records' median {statistics.median(probes):.1f} / {tolerance:g})"
+        print(f"== the machine measures {now:.1f} GFLOP/s, below {target:.1f}: waiting a minute", flush=True)
+        time.sleep(60)
 
 
 def _completed(path: Path) -> bool:

@@ -244,6 +244,55 @@ def test_sweep_driver_plans_every_family_seed_by_seed_then_the_extension(tmp_pat
     assert "budget.train_minutes=30" in done.stdout and "hardware=cpu" in done.stdout
 
 
+def _sweep_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("equal_time_sweep", REPO / "benchmarks" / "equal_time.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _with_speed(record_dir: Path, images_per_second: float, gflops: float | None) -> Path:
+    payload = json.loads((record_dir / "metrics.json").read_text())
+    payload["timing"]["train_images_per_second"] = images_per_second
+    if gflops is not None:
+        payload["protocol"]["hardware"]["speed_probe"] = {"conv_gflops": gflops}
+    (record_dir / "metrics.json").write_text(json.dumps(payload))
+    return record_dir / "metrics.json"
+
+
+def test_the_sweep_withdraws_a_record_that_trained_slower_than_its_seeds(tmp_path):
+    from genzoo.training.record import RunRecord
+
+    sweep, runs = _sweep_module(), tmp_path / "runs"
+    _with_speed(_record(runs, "gan", 0, 10, fid=58.0), 1369, 40.0)  # the probe of one early record read low: img/s decide
+    _with_speed(_record(runs, "gan", 1, 10, fid=61.0), 1339, 137.2)
+    _with_speed(_record(runs, "ae", 0, 10, fid=171.0), 4202, 128.1)
+    slow = RunRecord.read(_with_speed(_record(tmp_path / "new", "gan", 2, 10, fid=107.2), 652, 73.6))
+    assert sweep._fell_short(slow, runs, 1.25) == "trained 652 images/s, against the median 1354 of its family's 2 record(s)"
+    fine = RunRecord.read(_with_speed(_record(tmp_path / "new2", "gan", 3, 10, fid=60.0), 1200, 73.6))
+    assert sweep._fell_short(fine, runs, 1.25) is None  # 1200 x 1.25 > 1354
+    first = RunRecord.read(_with_speed(_record(tmp_path / "new3", "vae", 0, 10, fid=160.0), 3600, 80.0))
+    assert sweep._fell_short(first, runs, 1.25) == "its speed probe read 80.0 GFLOP/s, against the records' median 128.1"
+    assert sweep._fell_short(first, runs, 2.0) is None
+
+
+def test_the_sweep_waits_for_a_slow_machine_and_stops_if_it_stays_slow(tmp_path, monkeypatch):
+    import genzoo.metrics.machine_speed as machine_speed
+
+    sweep, runs = _sweep_module(), tmp_path / "runs"
+    assert sweep._wait_for_speed(runs, 1.25, 0) is None  # nothing to compare with
+    _with_speed(_record(runs, "ae", 0, 10, fid=171.0), 4202, 128.0)
+    readings, naps = iter([60.0, 90.0, 110.0]), []
+    monkeypatch.setattr(machine_speed, "conv_gflops", lambda seconds: {"conv_gflops": next(readings)})
+    monkeypatch.setattr(sweep.time, "sleep", naps.append)
+    assert sweep._wait_for_speed(runs, 1.25, 30) is None  # 110 >= 128 / 1.25 = 102.4 at the third reading
+    assert naps == [60, 60]
+    monkeypatch.setattr(machine_speed, "conv_gflops", lambda seconds: {"conv_gflops": 70.0})
+    assert sweep._wait_for_speed(runs, 1.25, 0) == "the machine measures 70.0 GFLOP/s, below 102.4 (the records' median 128.0 / 1.25)"
+
+
 # --- course notes -------------------------------------------------------------------------------------------
 
 
