@@ -22,7 +22,7 @@ def data_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def eval_cache(tmp_path_factory) -> Path:
-    """One evaluation cache per session ($GENZOO_CACHE): the domain classifier trains once."""
+    """One evaluation cache per session ($GENZOO_CACHE): reference features are computed once."""
     path = tmp_path_factory.mktemp("genzoo-cache")
     os.environ["GENZOO_CACHE"] = str(path)
     return path
@@ -30,7 +30,8 @@ def eval_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def domain_classifier(data_root, eval_cache):
-    """The Fashion-MNIST domain classifier, trained once per session in this process (~90 s on 2 cores).
+    """The Fashion-MNIST domain classifier, loaded once per session in this process (genzoo ships its weights;
+    it trains, ~90 s on 2 cores, only where its recipe has changed since they were made).
 
     Every CLI subprocess depends on it, so none of them pays for the training inside its
     own time limit (a loaded machine once pushed the first one past it); later runs load

@@ -162,3 +162,26 @@ def test_a_damaged_cached_classifier_is_trained_again_not_fatal(damage, data_roo
     assert "cannot be loaded" in capsys.readouterr().out
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), net.state_dict().values()))  # same seed, same weights
     assert torch.load(path, weights_only=True)["dataset"] == "fashion_mnist"  # the file is whole again
+
+
+def test_the_shipped_fashion_mnist_classifier_loads_without_training_and_classifies_the_test_split(data_root, tmp_path, monkeypatch):
+    import hashlib
+
+    from genzoo.data import ImageDataModule
+    from genzoo.data.device import to_unit_range
+    from genzoo.data.sources import load_split
+    from genzoo.metrics import classifier
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the shipped weights should have been loaded, not trained again")
+
+    monkeypatch.setattr(classifier.L, "Trainer", no_training)
+    data = ImageDataModule(name="fashion_mnist", root=str(data_root))
+    shipped = classifier.shipped_path("fashion_mnist", classifier.RECIPES["fashion_mnist"])
+    assert shipped.is_file(), "genzoo ships the Fashion-MNIST classifier for its current recipe: retrain and ship it after a recipe change"
+    net, card = classifier.load_or_train_classifier(data, tmp_path, progress=False)  # an empty cache: only the shipped file
+    assert card["weights_source"] == "shipped with genzoo" and card["weights_sha256"] == hashlib.sha256(shipped.read_bytes()).hexdigest()
+    images, labels = load_split(data.name, data.root, train=False, download=data.download)
+    assert classifier.accuracy(net, to_unit_range(images), labels) == pytest.approx(card["test_accuracy"], abs=1e-6)
+    assert card["test_accuracy"] > 0.92
+    assert not list(tmp_path.rglob("*.pt"))  # nothing trained, nothing written to the cache

@@ -98,6 +98,7 @@ def test_a_signal_during_the_classifier_training_leaves_no_cache_file(data_root,
             return L.Trainer(*args, **{**kwargs, "callbacks": [SignalAtFirstBatch()]})
 
     monkeypatch.setattr(classifier, "L", LightningWithSignal())
+    monkeypatch.setattr(classifier, "SHIPPED_DIR", tmp_path / "no-shipped-weights")  # make it train
     cache = tmp_path / "cache"
     args = [*RUN, f"data.root={data_root}", f"output_dir={tmp_path / 'run'}", f"eval.cache_dir={cache}", "budget.curve_points=2"]
     with pytest.raises(Interrupted, match="interrupted before training started"):

@@ -1,10 +1,16 @@
-"""The `classifier` feature extractor: a domain classifier genzoo trains once per dataset and caches.
+"""The `classifier` feature extractor: a domain classifier per dataset, shipped with genzoo or trained once and cached.
 
 Its penultimate ReLU features (128-d) give classifier-FID/KID/precision/recall and the
-memorisation test; its logits give classifier-IS and class coverage. The cache file is
+memorisation test; its logits give classifier-IS and class coverage. The weights file is
 keyed by the dataset and a hash of everything that shapes the weights (architecture,
 recipe, seed, code version), so a change to any of them trains a new classifier instead
 of reusing a stale one.
+
+genzoo ships the Fashion-MNIST classifier's weights (genzoo/metrics/weights/), trained once
+with its recipe: the same recipe trained on two CPUs gave different weights (floating-point
+order), so FIDs measured on different machines compared features of different nets. With
+the shipped file every machine scores with the same net; datasets without one train their
+own on first use.
 """
 
 import hashlib
@@ -76,18 +82,29 @@ def accuracy(net: DomainClassifier, images: torch.Tensor, labels: torch.Tensor, 
     return correct / len(images)
 
 
+SHIPPED_DIR = Path(__file__).parent / "weights"  # the classifiers genzoo ships (package data)
+
+
 def classifier_path(cache_dir: Path, dataset: str, recipe: ClassifierRecipe) -> Path:
     """The cache file of the classifier for `dataset` trained with `recipe`."""
     return Path(cache_dir) / "classifiers" / f"{dataset}-{recipe.key()}.pt"
 
 
+def shipped_path(dataset: str, recipe: ClassifierRecipe) -> Path:
+    """Where genzoo's shipped weights for `dataset` and `recipe` would be (the file may not exist)."""
+    return SHIPPED_DIR / f"{dataset}-{recipe.key()}.pt"
+
+
 def load_or_train_classifier(data, cache_dir: Path, recipe: ClassifierRecipe | None = None, progress: bool = True) -> tuple[DomainClassifier, dict]:
     """The domain classifier for the data module's dataset, and its card.
 
-    Loads it from the cache when a file with this dataset and recipe hash exists (a file
-    that cannot be loaded, truncated or damaged, is replaced: trained again); else trains it on the whole train split (train + val of the data module: the test split
-    is never seen), measures test accuracy, and writes the cache file atomically.
-    The card: dataset, recipe and its hash, test accuracy, file and SHA-256 of the weights.
+    Loads the weights genzoo ships for this dataset and recipe hash (`shipped_path`) when
+    there are some (so every machine scores with one net), else the cache file when one
+    exists; a file that cannot be loaded (truncated, damaged) is passed over with a warning. Without a loadable file it trains
+    the classifier on the whole train split (train + val of the data module: the test split
+    is never seen), measures test accuracy, and writes the cache file atomically (a damaged
+    cache file is replaced).
+    The card: dataset, recipe and its hash, test accuracy, file, source and SHA-256 of the weights.
     `data` is an ImageDataModule (name, root, image_shape, num_classes); `recipe` None
     takes RECIPES[data.name].
     """
@@ -101,14 +118,16 @@ def _load_or_train(path: Path, data, recipe: ClassifierRecipe, progress: bool):
     from genzoo.data.datamodule import UInt8Images, to_unit_range
     from genzoo.data.sources import load_split
 
-    if path.is_file():
+    for candidate, source in ((shipped_path(data.name, recipe), "shipped with genzoo"), (path, "trained on this machine (cached)")):
+        if not candidate.is_file():
+            continue
         try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
+            saved = torch.load(candidate, map_location="cpu", weights_only=True)
             net = DomainClassifier(data.image_shape, data.num_classes, recipe.width, recipe.feature_dim)
             net.load_state_dict(saved["state_dict"])
-            return net.eval(), _card(data.name, recipe, float(saved["test_accuracy"]), path)
+            return net.eval(), _card(data.name, recipe, float(saved["test_accuracy"]), candidate, source)
         except Exception as err:  # noqa: BLE001 - a truncated, foreign or damaged file: train again, as for reference features
-            print(f"genzoo: warning: the cached classifier {path} cannot be loaded ({type(err).__name__}): training it again", flush=True)
+            print(f"genzoo: warning: the classifier file {candidate} cannot be loaded ({type(err).__name__}): passing it over", flush=True)
 
     print(f"genzoo: training the {data.name} domain classifier once (cached as {path})", flush=True)
     images, labels = load_split(data.name, data.root, train=True, download=data.download)
@@ -129,20 +148,21 @@ def _load_or_train(path: Path, data, recipe: ClassifierRecipe, progress: bool):
     test_accuracy = accuracy(net, to_unit_range(test_images), test_labels)
     atomic_torch_save({"state_dict": net.state_dict(), "test_accuracy": test_accuracy, "recipe": asdict(recipe), "dataset": data.name}, path)
     print(f"genzoo: {data.name} domain classifier test accuracy {test_accuracy:.4f}", flush=True)
-    return net, _card(data.name, recipe, test_accuracy, path)
+    return net, _card(data.name, recipe, test_accuracy, path, "trained on this machine (cached)")
 
 
 def _identity(batch):
     return batch  # UInt8Images.__getitems__ already returns a whole batch
 
 
-def _card(dataset: str, recipe: ClassifierRecipe, test_accuracy: float, path: Path) -> dict:
+def _card(dataset: str, recipe: ClassifierRecipe, test_accuracy: float, path: Path, source: str) -> dict:
     return {
         "extractor": f"genzoo domain classifier for {dataset}, penultimate {recipe.feature_dim}-d ReLU features",
         "recipe": asdict(recipe),
         "recipe_hash": recipe.key(),
         "test_accuracy": test_accuracy,
         "weights_file": str(path),
+        "weights_source": source,
         "weights_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
         "resize": "none (native resolution)",
     }
