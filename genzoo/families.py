@@ -4,7 +4,7 @@ A family is one file `genzoo/conf/model/<name>.yaml`: its `_target_` (the Lightn
 and constructor arguments, and a `family:` block that is not passed to the constructor:
 
     family:
-      likelihood: bound        # exact | bound | null: what its test likelihood is
+      likelihood: bound        # exact | bound | estimate | null: what its test likelihood is
       sampler: cheap           # cheap | costly: costly samplers score fewer samples (see budget)
       latent: encoder          # encoder | prior | null: what genzoo.evaluation.latent can do
       conditional: "..."       # its conditional form in words, or null (no model.conditional)
@@ -30,7 +30,7 @@ from omegaconf import OmegaConf
 from genzoo.errors import ConfigError
 from genzoo.paths import config_dir
 
-LIKELIHOODS = ("exact", "bound", None)
+LIKELIHOODS = ("exact", "bound", "estimate", None)
 SAMPLERS = ("cheap", "costly")
 LATENTS = ("encoder", "prior", None)
 
@@ -41,8 +41,9 @@ class Family:
 
     name: the config option (model=<name>) and metrics.json's "model" key.
     target: dotted path of its GenerativeModel subclass.
-    likelihood: "exact" (an exact log-likelihood), "bound" (a lower bound: ELBO, VLB) or
-        None; a family with one trains and is tested in float32 (genzoo.config.precision_for).
+    likelihood: "exact" (an exact log-likelihood), "bound" (a lower bound: ELBO, VLB),
+        "estimate" (neither: the EBM's, through an AIS estimate of log Z) or None; a family
+        with one trains and is tested in float32 (genzoo.config.precision_for).
     sampler: "cheap" (one or a few net passes per sample) or "costly" (tens to thousands,
         sequential); costly families score fewer samples in their budgets.
     latent: "encoder" (codes of images and of the prior), "prior" (codes of the prior

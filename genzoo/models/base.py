@@ -88,6 +88,15 @@ class GenerativeModel(L.LightningModule):
         """How this family's metrics were computed, for the protocol card (override to add)."""
         return {}
 
+    def divergence(self) -> tuple[str, float] | None:
+        """The family's own sign that training has diverged while its loss is still finite (override).
+
+        Checked after every training batch by genzoo.training.callbacks.DivergenceMonitor,
+        which stops the run as "diverged" on (metric name, value), e.g. the EBM's exploding
+        energies; None (the default): nothing beyond the monitor's non-finite checks.
+        """
+        return None
+
     def sampler_options(self) -> dict[str, dict]:
         """Named sampler settings of equal cost (network evaluations) to choose between (override).
 

@@ -8,9 +8,9 @@ import time
 
 import lightning as L
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import flop_registry
 from torchvision.utils import make_grid
+
+from genzoo.metrics.resources import FlopCount
 
 
 def _sync(module: L.LightningModule):
@@ -197,27 +197,6 @@ class TimeBudget(L.Callback):
                 trainer.save_checkpoint(self.path)
 
 
-class FlopCount(TorchDispatchMode):
-    """Counts FLOPs of every op dispatched while active, by torch.utils.flop_counter's registry of per-op formulas.
-
-    The same numbers as torch.utils.flop_counter.FlopCounterMode, without its module
-    tracker, whose backward hooks refuse `torch.autograd.grad` inside a training step (the
-    WGAN-GP gradient penalty). `flops`: the total so far.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.flops = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        out = func(*args, **kwargs)
-        formula = flop_registry.get(func._overloadpacket)
-        if formula is not None:
-            self.flops += formula(*args, **kwargs, out_val=out)
-        return out
-
-
 class TrainingFlops(L.Callback):
     """Floating-point operations per training batch, counted on real batches, and the run's training FLOPs.
 
@@ -381,7 +360,8 @@ class DivergenceMonitor(L.Callback):
 
     After each training batch it checks the step's returned loss (automatic optimisation)
     and every logged `train/*` value (manual optimisation logs its losses and gradient
-    norms); before each optimiser step, the gradients. A non-finite gradient skips that
+    norms), and asks the module's `divergence()` (GenerativeModel: a family's own sign, such
+    as the EBM's exploding energies); before each optimiser step, the gradients. A non-finite gradient skips that
     step (gradients dropped) while fewer than `max_skipped_steps` have been skipped;
     otherwise, and on any non-finite loss, it raises TrainingDiverged({"step": batches
     done, "epoch", "metric", "value", "skipped_steps"}): Lightning stops without saving
@@ -424,6 +404,9 @@ class DivergenceMonitor(L.Callback):
             value = float(value.detach()) if torch.is_tensor(value) else float(value)
             if not math.isfinite(value):
                 self._diverge(trainer, name, str(value))
+        family_sign = module.divergence() if hasattr(module, "divergence") else None
+        if family_sign is not None:
+            self._diverge(trainer, family_sign[0], f"{family_sign[1]:g}")
 
     def _diverge(self, trainer, metric: str, value: str):
         raise TrainingDiverged({"step": batches_done(trainer), "epoch": trainer.current_epoch, "metric": metric, "value": value, "skipped_steps": self.skipped_steps})
