@@ -2,14 +2,14 @@
 
 import torch
 
-from genzoo.distributions import bits_per_dim, categorical_pixel_log_likelihood
-from genzoo.models.base import GenerativeModel
+from genzoo.distributions import categorical_pixel_log_likelihood
+from genzoo.models.exact_likelihood import ExactLikelihoodModel
 from genzoo.nets.transformer import CausalTransformer
 
 LEVELS = 256  # 8-bit pixel values, the output vocabulary
 
 
-class PixelTransformer(GenerativeModel):
+class PixelTransformer(ExactLikelihoodModel):
     """p(x) = prod_i p(x_i | x_<i) over the D = C * H * W pixels in raster order (channel last), each a 256-way softmax.
 
     The sequence the transformer reads is a start token, then the pixels' levels 0..255
@@ -33,8 +33,6 @@ class PixelTransformer(GenerativeModel):
     """
 
     family = "pixel_transformer"
-    checkpoint_monitor = "val/loss"
-
     def __init__(self, image_shape, optimizer, d_model: int = 64, n_layers: int = 4, n_heads: int = 4, mlp_ratio: int = 4,
                  dropout: float = 0.0, kv_cache: bool = True, conditional: bool = False, num_classes: int = 0):
         super().__init__(image_shape, optimizer)
@@ -61,21 +59,6 @@ class PixelTransformer(GenerativeModel):
     def log_prob(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Exact log p(x) (log p(x | y) when conditional) per image in nats: x (B, C, H, W) in [-1, 1] -> (B,)."""
         return categorical_pixel_log_likelihood(x, self.logits(x, labels if self.conditional else None)).flatten(1).sum(1)
-
-    def training_step(self, batch, batch_idx):
-        nll = -self.log_prob(*batch)
-        loss = nll.mean() / self.num_dims  # nats per dimension
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(nll))
-        self.log("train/bits_per_dim", bits_per_dim(nll.mean(), self.num_dims), batch_size=len(nll))
-        return loss
-
-    def validation_step(self, batch, batch_idx):
-        nll = -self.log_prob(*batch)
-        self.log("val/loss", bits_per_dim(nll.mean(), self.num_dims), prog_bar=True, batch_size=len(nll), sync_dist=True)
-
-    def test_step(self, batch, batch_idx):
-        nll = -self.log_prob(*batch)
-        self.log_dict({"nll_nats": nll.mean(), "bits_per_dim": bits_per_dim(nll.mean(), self.num_dims)}, batch_size=len(nll), sync_dist=True)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, labels: torch.Tensor | None = None, kv_cache: bool | None = None) -> torch.Tensor:

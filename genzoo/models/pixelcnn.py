@@ -3,18 +3,17 @@
 import torch
 
 from genzoo.distributions import (
-    bits_per_dim,
     categorical_pixel_log_likelihood,
     discretized_logistic_mixture_log_likelihood,
     sample_logistic_mixture,
 )
-from genzoo.models.base import GenerativeModel
+from genzoo.models.exact_likelihood import ExactLikelihoodModel
 from genzoo.nets.pixelcnn import GatedPixelCNN
 
 LIKELIHOODS = ("softmax", "logistic_mixture")
 
 
-class PixelCNN(GenerativeModel):
+class PixelCNN(ExactLikelihoodModel):
     """Gated PixelCNN: p(x) = prod_i p(x_i | x_<i), each factor a distribution over 256 levels.
 
     Training maximises the exact log-likelihood (the loss is nats per dimension); the test
@@ -38,8 +37,6 @@ class PixelCNN(GenerativeModel):
     """
 
     family = "pixelcnn"
-    checkpoint_monitor = "val/loss"
-
     def __init__(self, image_shape, optimizer, likelihood: str = "softmax", mixtures: int = 5, features: int = 32,
                  layers: int = 7, kernel: int = 3, conditional: bool = False, num_classes: int = 0):
         super().__init__(image_shape, optimizer)
@@ -66,21 +63,6 @@ class PixelCNN(GenerativeModel):
         else:
             per_pixel = discretized_logistic_mixture_log_likelihood(x, out)
         return per_pixel.flatten(1).sum(1)
-
-    def training_step(self, batch, batch_idx):
-        nll = -self.log_prob(*batch)
-        loss = nll.mean() / self.num_dims  # nats per dimension: a scale that does not depend on the image size
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(nll))
-        self.log("train/bits_per_dim", bits_per_dim(nll.mean(), self.num_dims), batch_size=len(nll))
-        return loss
-
-    def validation_step(self, batch, batch_idx):
-        nll = -self.log_prob(*batch)
-        self.log("val/loss", bits_per_dim(nll.mean(), self.num_dims), prog_bar=True, batch_size=len(nll), sync_dist=True)
-
-    def test_step(self, batch, batch_idx):
-        nll = -self.log_prob(*batch)
-        self.log_dict({"nll_nats": nll.mean(), "bits_per_dim": bits_per_dim(nll.mean(), self.num_dims)}, batch_size=len(nll), sync_dist=True)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
