@@ -165,7 +165,7 @@ def attribute_edit(model, test_images: torch.Tensor, test_labels: torch.Tensor, 
     alphas = torch.linspace(0, 1, steps)
     out = []
     for i in chosen:
-        z = codes[i] + alphas[:, None] * direction
+        z = codes[i] + alphas.view(-1, *[1] * direction.dim()) * direction  # codes of any shape: vectors, or the VQ-VAE's maps
         out.append(torch.cat([to_unit_range(test_images[i : i + 1]), model.decode_latents(z.to(model.device)).cpu()]))
     return torch.cat(out), steps + 1
 
