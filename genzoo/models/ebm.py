@@ -127,7 +127,10 @@ class EBM(GenerativeModel):
 
     def energy(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """E(x) (B,) in nats of images x (B, C, H, W); E(x, y) = -f(x)[y] for a conditional model given labels (B,)."""
-        out = self.net(x)
+        return self._energy(self.net(x), labels)
+
+    def _energy(self, out: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Energies (B,) from the net's outputs (B, 1 or K), as `energy` reads them."""
         if not self.conditional:
             return out[:, 0]
         if labels is None:
@@ -153,7 +156,7 @@ class EBM(GenerativeModel):
         labels (B,): x_pos's classes, for JEM's cross-entropy term (conditional models only).
         """
         out_pos = self.net(x_pos)
-        e_pos = out_pos[:, 0] if not self.conditional else -torch.logsumexp(out_pos, 1)
+        e_pos = self._energy(out_pos)
         e_neg = self.energy(x_neg)
         cd = e_pos.mean() - e_neg.mean()
         loss = cd + self.energy_l2 * (e_pos**2 + e_neg**2).mean()
