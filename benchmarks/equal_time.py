@@ -113,7 +113,7 @@ def main(argv=None) -> int:
             continue
         short = _fell_short(RunRecord.read(run_dir / "metrics.json"), out / "runs", args.speed_tolerance)
         if short:
-            kept = out / WITHDRAWN / dest.name
+            kept = out / WITHDRAWN / f"{dest.name}-{time.strftime('%Y%m%d-%H%M')}"  # a rerun withdrawn again keeps both
             _keep(run_dir, kept)
             (kept / "withdrawn.json").write_text(json.dumps({"reason": short, "run_dir": str(run_dir)}, indent=2) + "\n")
             run_dir.rename(run_dir.with_name(f"{run_dir.name}-withdrawn-{time.strftime('%Y%m%d-%H%M%S')}"))  # the next sweep trains it anew
