@@ -152,18 +152,24 @@ def _fell_short(record: RunRecord, runs: Path, tolerance: float) -> str | None:
     Its training images/s against the median of the same family's completed records in `runs`;
     for a family's first record, its speed probe against the median probe of all records there.
     """
-    others = [r for r in _records(runs) if r.model == record.model and r.run_id != record.run_id]
+    records = _records(runs)
+    others = [r for r in records if r.model == record.model and r.run_id != record.run_id]
     speed = record.timing.get("train_images_per_second")
     if others and speed:
         median = statistics.median(r.timing["train_images_per_second"] for r in others)
         if speed * tolerance < median:
             return f"trained {speed:.0f} images/s, against the median {median:.0f} of its family's {len(others)} record(s)"
         return None
-    probes = [p for r in _records(runs) if (p := _probe(r))]
-    mine = _probe(record)
-    if probes and mine and mine * tolerance < statistics.median(probes):
-        return f"its speed probe read {mine:.1f} GFLOP/s, against the records' median {statistics.median(probes):.1f}"
+    median, mine = _median_probe(records), _probe(record)
+    if median and mine and mine * tolerance < median:
+        return f"its speed probe read {mine:.1f} GFLOP/s, against the records' median {median:.1f}"
     return None
+
+
+def _median_probe(records: list[RunRecord]) -> float | None:
+    """The median speed-probe figure of the records that have one, or None."""
+    probes = [p for r in records if (p := _probe(r))]
+    return statistics.median(probes) if probes else None
 
 
 def _wait_for_speed(runs: Path, tolerance: float, wait_minutes: float) -> str | None:
@@ -174,17 +180,17 @@ def _wait_for_speed(runs: Path, tolerance: float, wait_minutes: float) -> str | 
     """
     from genzoo.metrics.machine_speed import conv_gflops
 
-    probes = [p for r in _records(runs) if (p := _probe(r))]
-    if not probes:
+    median = _median_probe(_records(runs))
+    if median is None:
         return None
-    target = statistics.median(probes) / tolerance
+    target = median / tolerance
     deadline = time.time() + 60 * wait_minutes
     while True:
         now = conv_gflops(seconds=2.0)["conv_gflops"]
         if now >= target:
             return None
         if time.time() >= deadline:
-            return f"the machine measures {now:.1f} GFLOP/s, below {target:.1f} (the records' median {statistics.median(probes):.1f} / {tolerance:g})"
+            return f"the machine measures {now:.1f} GFLOP/s, below {target:.1f} (the records' median {median:.1f} / {tolerance:g})"
         print(f"== the machine measures {now:.1f} GFLOP/s, below {target:.1f}: waiting a minute", flush=True)
         time.sleep(60)
 
