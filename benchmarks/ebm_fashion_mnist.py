@@ -21,7 +21,6 @@ Prints markdown and writes JSON with the protocol (device, threads, load, versio
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -34,7 +33,6 @@ import torch  # noqa: E402
 from genzoo import load_run, protocol  # noqa: E402
 from genzoo.artifacts import save_grid  # noqa: E402
 from genzoo.data.device import to_unit_range  # noqa: E402
-from genzoo.diffusion.probability_flow import LEVEL_WIDTH  # noqa: E402
 from genzoo.distributions import bits_per_dim  # noqa: E402
 from genzoo.energy.ais import ais_log_z  # noqa: E402
 from genzoo.energy.langevin import langevin_chain  # noqa: E402
@@ -111,10 +109,8 @@ def main() -> int:
     ais = ais_log_z(model.energy, model.image_shape, args.ais_chains, args.ais_steps, model.ais["step_size"], half_width=BOX_HALF_WIDTH,
                     groups=args.ais_groups, generator=torch.Generator().manual_seed(args.seed), device=device)
     x = to_unit_range(data.test_images[: args.n_test]).to(device)
-    u = torch.rand(x.shape, generator=torch.Generator().manual_seed(args.seed)).to(device)
     with torch.no_grad():
-        energy = torch.cat([model.energy(b) for b in (x + (u - 0.5) * LEVEL_WIDTH).split(args.batch_size)])
-    nll = energy.mean().item() + ais["log_z"] + model.num_dims * math.log(1 / LEVEL_WIDTH)
+        nll = model.nll_nats(x, ais["log_z"], torch.Generator().manual_seed(args.seed)).mean().item()
     result["likelihood"] = {"kind": "estimate (AIS log Z: low on average, so the nll leans low)", "n_test": len(x), "ais": ais,
                             "nll_nats": nll, "bits_per_dim": bits_per_dim(nll, model.num_dims),
                             "bits_per_dim_group_std": bits_per_dim(ais["log_z_group_std"], model.num_dims),

@@ -197,13 +197,17 @@ class EBM(GenerativeModel):
         """log Z of exp(-E(x)) on the box [-a, a]^D by annealed importance sampling: genzoo.energy.ais.ais_log_z's dict."""
         return ais_log_z(self.energy, self.image_shape, half_width=BOX_HALF_WIDTH, generator=generator, device=self.device, **self.ais)
 
+    def nll_nats(self, x: torch.Tensor, log_z: float, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The estimate of -log P (B,) in nats of 8-bit images x (B, C, H, W) in [-1, 1] given an estimate of log Z:
+        E(x + u) + log Z + D log 127.5, u uniform dequantisation noise within each level (drawn from `generator` on the CPU)."""
+        u = torch.rand(x.shape, generator=generator).to(x.device)
+        return self.energy(x + (u - 0.5) * LEVEL_WIDTH) + log_z + self.num_dims * math.log(1 / LEVEL_WIDTH)
+
     def on_test_epoch_start(self):
         self._log_z = self.estimate_log_z(torch.Generator().manual_seed(0))  # every rank: the same chains, the same estimate
 
     def test_step(self, batch, batch_idx):
-        x = batch[0]
-        u = torch.rand(x.shape, generator=torch.Generator().manual_seed(batch_idx)).to(x.device)
-        nll = self.energy(x + (u - 0.5) * LEVEL_WIDTH) + self._log_z["log_z"] + self.num_dims * math.log(1 / LEVEL_WIDTH)
+        nll = self.nll_nats(batch[0], self._log_z["log_z"], torch.Generator().manual_seed(batch_idx))
         ais = {f"ais_{k}": float(self._log_z[k]) for k in ("log_z", "log_z_group_std", "ess", "acceptance")}
         self.log_dict({"nll_nats": nll.mean(), "bits_per_dim": bits_per_dim(nll.mean(), self.num_dims), **ais}, batch_size=len(nll), sync_dist=True)
 
