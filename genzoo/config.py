@@ -78,6 +78,8 @@ RULE_KINDS: dict[str, Rule] = {
     "probability_or_null": Rule(lambda v: v is None or (_is_number(v) and 0 <= v < 1), "a number in [0, 1) or null (off)", "0.999"),
     "odd_int_ge_3": Rule(lambda v: _is_int(v) and v >= 3 and v % 2 == 1, "an odd integer >= 3", "5"),
     "positive_int_or_null": positive_int_or_null("5"),
+    "run_dir_or_null": Rule(lambda v: v is None or (isinstance(v, str) and v.strip() != ""), "a run directory or null",
+                            "outputs/vqvae-fashion_mnist/<time>"),
     "positive_number_or_null": Rule(lambda v: v is None or (_is_number(v) and v > 0), "a positive number or null", "50.0"),
     "positive_int_list": Rule(
         lambda v: isinstance(v, list) and len(v) > 0 and all(_is_int(c) and c > 0 for c in v), "a non-empty list of positive integers", "[32,64]"
@@ -173,15 +175,20 @@ def check_group_choices(overrides: Iterable[str]) -> None:
 def load_config(overrides: Iterable[str] = ()) -> DictConfig:
     """Compose genzoo/conf/config.yaml with `overrides` (as on the command line) and validate it.
 
-    For tests and notebooks: `run(load_config(["model=ae", "output_dir=/tmp/x"]))`.
+    For tests and notebooks: `run(load_config(["model=ae", "output_dir=/tmp/x"]))`; inside the
+    CLI (GlobalHydra initialised, with genzoo's config directory) it composes with that Hydra.
     Raises ConfigError for an unknown group option or an invalid value.
     """
     from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
 
     overrides = list(overrides)
     check_group_choices(overrides)
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+    if GlobalHydra.instance().is_initialized():  # inside the CLI (a run that trains its first stage): its Hydra composes
         cfg = compose(config_name="config", overrides=overrides)
+    else:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=overrides)
     validate(cfg)
     return prepare(cfg, overrides)
 

@@ -1,7 +1,17 @@
-"""Where genzoo finds its Hydra configs and keeps its datasets."""
+"""Where genzoo finds its Hydra configs and keeps its datasets, and where a run keeps its first stage."""
 
 import os
 from pathlib import Path
+
+# <run dir>/first_stage/: the run directory of the first stage a two-stage run trained for itself
+# (genzoo.models.first_stage); part of that run, not a run of the sweep (the report skips it).
+FIRST_STAGE_FOLDER = "first_stage"
+
+
+def is_first_stage_of_a_run(run_dir: Path) -> bool:
+    """True when run_dir is the first stage a run trained into its own directory (<run dir>/first_stage/)."""
+    run_dir = Path(run_dir)
+    return run_dir.name == FIRST_STAGE_FOLDER and (run_dir.parent / "config.yaml").is_file()
 
 
 def config_dir() -> Path:

@@ -37,6 +37,16 @@ class GenerativeModel(L.LightningModule):
         self.image_shape = tuple(image_shape)
         self.optimizer = optimizer
 
+    @classmethod
+    def prepare_run(cls, cfg, run_dir) -> None:
+        """Before the runner builds the model: make what the constructor needs from other runs (override).
+
+        Called by genzoo.training.runner with the run's config (an OmegaConf DictConfig,
+        changed in place: what is decided here is written into cfg.model, so config.yaml
+        records it) and the run directory (a Path). A two-stage family trains or finds its
+        first stage here (genzoo.models.first_stage.resolve). Default: nothing.
+        """
+
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Draw n images: (n, C, H, W) float in [-1, 1], on the model's device.
 

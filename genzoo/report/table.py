@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 
 from genzoo.artifacts import atomic_write_bytes
 from genzoo.families import of_target
+from genzoo.paths import is_first_stage_of_a_run
 from genzoo.report.labels import DIMENSIONS, labels, rules_markdown
 from genzoo.training.record import RunRecord
 
@@ -69,7 +70,8 @@ def collect_runs(paths) -> list[dict]:
     for path in map(Path, paths):
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist: pass a multirun directory or run directories")
-        dirs = sorted({p.parent for p in path.rglob("config.yaml") if ".hydra" not in p.parts})
+        # a run's own first stage (<run dir>/first_stage/) is part of that run, not a run of its family
+        dirs = sorted({p.parent for p in path.rglob("config.yaml") if ".hydra" not in p.parts and not is_first_stage_of_a_run(p.parent)})
         if not dirs:
             raise FileNotFoundError(f"no run directories (with config.yaml) under {path}")
         for d in dirs:

@@ -13,7 +13,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from genzoo import protocol
+from genzoo import families, protocol
 from genzoo.artifacts import interleave_rows, save_grid
 from genzoo.config import check_edit_classes, prepare, validate
 from genzoo.data.datamodule import to_unit_range
@@ -181,6 +181,7 @@ def build(cfg: DictConfig, callbacks: list | None = None) -> Run:
 
 
 def _build(cfg: DictConfig, callbacks, commit, run_dir: Path, lock) -> Run:
+    families.of_target(cfg.model._target_).model_class().prepare_run(cfg, run_dir)  # e.g. a first stage, trained or found
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     data = instantiate(cfg.data)

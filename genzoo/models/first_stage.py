@@ -1,0 +1,132 @@
+"""Two-stage families: the trained first stage (e.g. a VQ-VAE) a second-stage model is built on.
+
+A second stage (the token transformer, latent diffusion) names its first stage in its
+config: `model.first_stage=<run dir>` reuses a finished run of the first stage's family;
+null makes the run train one into `<run dir>/first_stage/` before its own training, with
+the same data, budget, hardware, evaluation settings and seed as the run itself, so the
+family joins a sweep (`experiment=compare`) by config alone. The runner calls the second
+stage's `prepare_run` (genzoo.models.base.GenerativeModel) before building it; that calls
+`resolve`, which writes the first stage's directory into the config (config.yaml records it).
+"""
+
+import os
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from genzoo import families
+from genzoo.errors import ConfigError
+from genzoo.paths import FIRST_STAGE_FOLDER, config_dir
+from genzoo.training.record import RunRecord
+
+
+def untrained(family: str, image_shape, overrides: dict | None = None):
+    """A first stage of `family` with its config's defaults (and `overrides` of its model keys), untrained.
+
+    For tests and for building a second stage's architecture; the runner never trains a
+    second stage on it (prepare_run trains or loads one first).
+    """
+    from genzoo.models.build import build_model
+
+    cfg = OmegaConf.load(config_dir() / "model" / f"{families.get(family).name}.yaml")
+    cfg = OmegaConf.merge(cfg, overrides or {})
+    return build_model(cfg, image_shape)
+
+
+def load(path, family: str, image_shape) -> tuple[torch.nn.Module, dict]:
+    """(the first stage's model with its final weights, in eval mode on the CPU; its metrics.json or {}) from a run directory.
+
+    Raises ConfigError (one line) when `path` holds no finished run, a run of another
+    family, or one trained on images of another shape.
+    """
+    from genzoo.models.build import build_model, locate, read_run_config
+    run_dir, ckpt = locate(Path(path))
+    cfg = read_run_config(run_dir)
+    found = families.of_target(cfg.model._target_).name
+    if found != family:
+        raise ConfigError(f"model.first_stage={path} is a {found} run: this family's first stage is a {family} run "
+                          f"(train one with model={family}, or leave model.first_stage=null to train one into the run)")
+    model = build_model(cfg.model, image_shape)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise ConfigError(f"model.first_stage={path} does not fit images of shape {tuple(image_shape)}: "
+                          f"{str(err).splitlines()[0]}") from err
+    record = _record(run_dir)
+    return model.eval(), record.to_dict() if record else {}
+
+
+def resolve(cfg: DictConfig, run_dir: Path, family: str, overrides: dict | None = None) -> Path:
+    """The first stage's run directory for this run, written into cfg.model.first_stage (and returned).
+
+    Given (`model.first_stage=<dir>`): that directory, checked to hold a finished run.
+    Null: `<run dir>/first_stage/`, where a finished first stage is reused, an interrupted
+    one continued (resume=auto) and otherwise one trained now by genzoo's runner, composed
+    from this run's command line (`cfg.overrides`) with `model=<family>` and the family's
+    `overrides` as model keys. Raises ConfigError for a given directory that holds no
+    finished run, and under SLURM's DDP when none is given (train the first stage on its own
+    first); under Lightning's DDP the first stage trains on one device before the ranks start.
+    """
+    given = cfg.model.get("first_stage")
+    if given is None:
+        ddp = cfg.hardware.get("strategy") == "ddp"
+        if ddp and "SLURM_NTASKS" in os.environ:  # every task starts at once: none may train it alone
+            raise ConfigError(f"a {family} first stage is not trained inside a SLURM DDP run: train it first "
+                              f"(python -m genzoo model={family} ...) and pass model.first_stage=<its run dir>")
+        target = Path(run_dir) / FIRST_STAGE_FOLDER
+        # Lightning's DDP launches the other ranks when the second stage's trainer starts, after this: the first
+        # stage trains here on one device, and the ranks launched later find it finished
+        train(cfg, target, family, overrides, one_device=ddp)
+    else:
+        target = Path(given).expanduser().resolve()
+    _check_finished(target)
+    with open_dict(cfg):
+        cfg.model.first_stage = str(target)
+    return target
+
+
+def train(cfg: DictConfig, target: Path, family: str, overrides: dict | None = None, one_device: bool = False) -> dict:
+    """Train (or continue, or reuse) a first stage of `family` into `target` under cfg's settings; its metrics.json payload.
+
+    one_device: on one device of cfg's accelerator instead of its DDP strategy.
+    """
+    from genzoo.config import load_config
+    from genzoo.training.runner import run
+
+    record = _record(target)
+    if record and record.status == "completed":
+        print(f"genzoo: first stage: reusing the finished {family} run in {target}")
+        return record.to_dict()
+    keep = [o for o in cfg.get("overrides") or [] if not o.lstrip("+~").partition("=")[0].split(".")[0] in _NOT_INHERITED]
+    stage = [f"model={family}", *keep, *(f"model.{k}={_override_value(v)}" for k, v in (overrides or {}).items()),
+             f"output_dir={target}", "resume=auto", *(["hardware.strategy=auto", "hardware.devices=1", "hardware.num_nodes=1"] if one_device else [])]
+    print(f"genzoo: first stage: training a {family} into {target}")
+    return run(load_config(stage))
+
+
+# Command-line keys of the second stage that its first stage does not take: its own model, where it writes, what it resumes.
+_NOT_INHERITED = ("model", "output_dir", "ckpt_path", "resume", "hydra", "experiment")
+
+
+def _override_value(value) -> str:
+    """A value as a command-line override writes it ([8,8] for a list)."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(map(str, value)) + "]"
+    return "null" if value is None else str(value)
+
+
+def _record(run_dir: Path) -> RunRecord | None:
+    """The run's metrics.json, or None when there is none (ValueError naming the file when it is not a record)."""
+    path = Path(run_dir) / "metrics.json"
+    return RunRecord.read(path) if path.is_file() else None
+
+
+def _check_finished(target: Path) -> None:
+    """Raise ConfigError unless target holds a completed run with its last checkpoint."""
+    record = _record(target)
+    if not record or record.status != "completed" or not (target / "checkpoints" / "last.ckpt").is_file():
+        status = record.status if record else "no metrics.json"
+        raise ConfigError(f"model.first_stage={target} holds no finished run ({status}): pass the directory of a completed run, "
+                          "or null to train one into this run's first_stage/")
