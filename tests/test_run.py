@@ -83,6 +83,9 @@ def test_the_final_summary_is_aligned_and_gives_units_and_protocol():
     assert "genzoo: likelihood          4.1235 bits/dim (bound, 512 test images)" in lines
     assert "genzoo: training            61.3 s" in lines and "genzoo: sampling            900.0 images/s" in lines
     assert len({line.index(line.split()[-1]) for line in lines[:3]}) == 1  # values start in one column
+    vq = summary({"model": "vq_transformer", "data": "fashion_mnist", "status": "completed", "metrics": {"bits_per_token": 3.21},
+                  "protocol": {}}, "/runs/y")
+    assert "genzoo: code likelihood  3.2100 bits/token (exact, of the first stage's codes)" in vq.splitlines()
 
 
 def test_cli_help_lists_the_groups(cli):
