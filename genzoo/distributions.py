@@ -11,6 +11,18 @@ import torch.nn.functional as F
 from torch.special import log_ndtr, ndtr
 
 HALF_BIN = 1.0 / 255.0  # half the spacing of the 256 levels of x / 127.5 - 1 in [-1, 1]
+LEVEL_WIDTH = 2 * HALF_BIN  # one 8-bit level's width on [-1, 1]
+
+
+def dequantize(x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, float]:
+    """Uniform dequantisation of 8-bit images x (B, C, H, W) in [-1, 1] (Theis et al. 2016).
+
+    Returns (x + (u - 1/2) * LEVEL_WIDTH with u ~ U[0, 1) drawn from `generator` on the CPU,
+    D log(1 / LEVEL_WIDTH) in nats): a density p of the moved point gives the discrete
+    probability's bound -log P(x) <= -log p(x + noise) + D log(1 / LEVEL_WIDTH), in expectation.
+    """
+    u = torch.rand(x.shape, generator=generator).to(x.device, x.dtype)
+    return x + (u - 0.5) * LEVEL_WIDTH, x[0].numel() * math.log(1 / LEVEL_WIDTH)
 
 
 def normal_kl(mean1, logvar1, mean2, logvar2) -> torch.Tensor:

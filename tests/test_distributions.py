@@ -59,3 +59,15 @@ def test_bits_per_dim_closed_form():
     assert bits_per_dim(3072 * 8 * math.log(2), 3072) == pytest.approx(8.0)  # a uniform 8-bit model
     with pytest.raises(ValueError, match="num_dims"):
         bits_per_dim(1.0, 0)
+
+
+def test_dequantize_moves_each_pixel_within_its_level_and_charges_the_level_width():
+    from genzoo.distributions import LEVEL_WIDTH, dequantize
+
+    x = torch.randint(0, 256, (3, 1, 4, 4)).float() / 127.5 - 1
+    moved, bin_nats = dequantize(x, torch.Generator().manual_seed(0))
+    assert LEVEL_WIDTH == pytest.approx(2 / 255)
+    assert ((moved - x).abs() <= LEVEL_WIDTH / 2).all() and not torch.equal(moved, x)
+    assert torch.equal(torch.round((moved + 1) * 127.5), torch.round((x + 1) * 127.5))  # still in its own level
+    assert bin_nats == pytest.approx(16 * math.log(127.5))  # a uniform density on the level: log(1 / width) per dimension
+    assert torch.equal(moved, dequantize(x, torch.Generator().manual_seed(0))[0])

@@ -11,13 +11,13 @@ Hutchinson-Skilling's trace estimator E[v^T (df~/dx) v] (one Rademacher v per sa
 for the solve as in FFJORD, Grathwohl et al. 2019), or exactly for small dimensions.
 """
 
-import math
 
 import numpy as np
 import torch
 from scipy.integrate import solve_ivp
 
 from genzoo.diffusion.sde import SDE
+from genzoo.distributions import dequantize
 
 
 def _drift_fn(score_fn, sde: SDE):
@@ -134,9 +134,6 @@ def ode_likelihood(score_fn, sde: SDE, x: torch.Tensor, generator=None, probes: 
     return sde.prior_logp(z) + delta, z.to(dev, dtype), sol.nfev
 
 
-# 8-bit images are k / 127.5 - 1 (genzoo.data.device.to_unit_range): one level is 1 / 127.5 wide.
-LEVEL_WIDTH = 1 / 127.5
-
 
 def ode_nll_nats(score_fn, sde: SDE, x: torch.Tensor, generator=None, probes: int = 1, **solve):
     """-log P(x) of 8-bit images x (B, C, H, W) in [-1, 1], in nats per image (B,), through uniform dequantization.
@@ -147,6 +144,6 @@ def ode_nll_nats(score_fn, sde: SDE, x: torch.Tensor, generator=None, probes: in
     (one dequantization draw and Hutchinson `probes`). `solve` goes to ode_likelihood
     (rtol, atol, method, eps). Returns (nll (B,) float64 on the CPU, NFE).
     """
-    u = torch.rand(x.shape, generator=generator).to(x.device, x.dtype)
-    logp, _, nfe = ode_likelihood(score_fn, sde, x + (u - 0.5) * LEVEL_WIDTH, generator, probes, **solve)
-    return -logp + x[0].numel() * math.log(1 / LEVEL_WIDTH), nfe
+    moved, bin_nats = dequantize(x, generator)
+    logp, _, nfe = ode_likelihood(score_fn, sde, moved, generator, probes, **solve)
+    return -logp + bin_nats, nfe

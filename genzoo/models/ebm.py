@@ -1,13 +1,11 @@
 """Energy-based model trained by contrastive divergence with short-run Langevin dynamics (Du & Mordatch 2019)."""
 
-import math
 from functools import partial
 
 import torch
 import torch.nn.functional as F
 
-from genzoo.diffusion.probability_flow import LEVEL_WIDTH
-from genzoo.distributions import bits_per_dim
+from genzoo.distributions import LEVEL_WIDTH, bits_per_dim, dequantize
 from genzoo.energy.ais import ais_log_z
 from genzoo.energy.langevin import langevin_chain
 from genzoo.energy.replay_buffer import ReplayBuffer, uniform_images
@@ -200,8 +198,8 @@ class EBM(GenerativeModel):
     def nll_nats(self, x: torch.Tensor, log_z: float, generator: torch.Generator | None = None) -> torch.Tensor:
         """The estimate of -log P (B,) in nats of 8-bit images x (B, C, H, W) in [-1, 1] given an estimate of log Z:
         E(x + u) + log Z + D log 127.5, u uniform dequantisation noise within each level (drawn from `generator` on the CPU)."""
-        u = torch.rand(x.shape, generator=generator).to(x.device)
-        return self.energy(x + (u - 0.5) * LEVEL_WIDTH) + log_z + self.num_dims * math.log(1 / LEVEL_WIDTH)
+        moved, bin_nats = dequantize(x, generator)
+        return self.energy(moved) + log_z + bin_nats
 
     def on_test_epoch_start(self):
         self._log_z = self.estimate_log_z(torch.Generator().manual_seed(0))  # every rank: the same chains, the same estimate
