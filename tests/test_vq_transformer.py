@@ -112,6 +112,7 @@ def _tiny_run_overrides(tmp_path, data_root, name):
             "budget.grid_samples=8", "eval.pr_k=3", "eval.kid_subset_size=16", "logger=none", "progress_bar=false"]
 
 
+@pytest.mark.slow  # two runs end to end (a first stage and the second), over a minute on 2 cores
 @pytest.mark.usefixtures("domain_classifier")
 def test_a_run_trains_its_own_first_stage_or_reuses_the_one_given(data_root, tmp_path):
     from genzoo import load_config, run

@@ -51,12 +51,15 @@ class DDPM(GenerativeModel):
             label is fed to the U-Net and dropped with probability `p_uncond` in training;
             `sample` steers with `guidance_scale` w (0: the plain conditional model).
         num_classes: classes of the data (the runner passes it when conditional).
+        diffusion_shape: (C, H, W) the diffusion runs on, when not the images' (latent diffusion's
+            latents); None: image_shape.
     Raises:
         ValueError: a bad schedule, prediction, sampler, step count, decay or image shape.
     """
 
     family = "ddpm"
     latent_space = "prior"
+    clip_x0 = True  # the samplers clip their x0 predictions to the images' [-1, 1] (latent diffusion does not)
 
     def __init__(
         self,
@@ -79,6 +82,7 @@ class DDPM(GenerativeModel):
         num_classes: int = 0,
         p_uncond: float = 0.1,
         guidance_scale: float = 2.0,
+        diffusion_shape=None,
     ):
         super().__init__(image_shape, optimizer)
         if prediction not in PREDICTIONS:
@@ -95,7 +99,9 @@ class DDPM(GenerativeModel):
         self.ode_likelihood = ode_likelihood and schedule == "linear"  # the cosine schedule has no linear-beta VP SDE here
         self._set_conditional(conditional, num_classes)
         self.p_uncond, self.guidance_scale = p_uncond, guidance_scale
-        self.net = UNet(image_shape, base_channels, tuple(channel_mults), num_res_blocks, tuple(attention_levels), dropout, self.num_classes)
+        # what the diffusion runs on: the images, or a first stage's latents (latent diffusion, genzoo/models/ldm.py)
+        self.diffusion_shape = tuple(diffusion_shape or image_shape)
+        self.net = UNet(self.diffusion_shape, base_channels, tuple(channel_mults), num_res_blocks, tuple(attention_levels), dropout, self.num_classes)
         self.ema = ema_copy(self.net, ema_decay)
 
     def trainable_parameters(self):
@@ -225,11 +231,12 @@ class DDPM(GenerativeModel):
         Raises ValueError for labels on an unconditional model, or of the wrong shape or range.
         """
         sampler = sampler or self.sampler
-        net, shape = self._sampling_net(self.sample_labels(n, labels), guidance_scale), (n, *self.image_shape)
+        net, shape = self._sampling_net(self.sample_labels(n, labels), guidance_scale), (n, *self.diffusion_shape)
         if sampler == "ancestral":
-            return ancestral_sample(net, self.schedule, shape, generator, self.prediction)
+            return ancestral_sample(net, self.schedule, shape, generator, self.prediction, self.clip_x0)
         if sampler == "ddim":
-            return ddim_sample(net, self.schedule, shape, steps or self.sample_steps, self.eta if eta is None else eta, generator, self.prediction)
+            return ddim_sample(net, self.schedule, shape, steps or self.sample_steps, self.eta if eta is None else eta, generator, self.prediction,
+                               self.clip_x0)
         raise ValueError(f"unknown sampler '{sampler}': choose one of {', '.join(SAMPLERS)}")
 
     def _sampling_net(self, labels: torch.Tensor | None, guidance_scale: float | None):
@@ -241,7 +248,7 @@ class DDPM(GenerativeModel):
 
     def prior_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n draws x_T ~ N(0, I), (n, C, H, W): DDIM's latent code (Song et al. 2021, sec. 5.3)."""
-        return self.randn(n, *self.image_shape, generator=generator)
+        return self.randn(n, *self.diffusion_shape, generator=generator)
 
     @torch.no_grad()
     def decode_latents(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -250,7 +257,7 @@ class DDPM(GenerativeModel):
         A conditional model decodes for labels (B,) with the configured guidance scale.
         """
         net = self._sampling_net(self.sample_labels(len(z), labels), None)
-        return ddim_sample(net, self.schedule, tuple(z.shape), self.sample_steps, 0.0, None, self.prediction, x_T=z)
+        return ddim_sample(net, self.schedule, tuple(z.shape), self.sample_steps, 0.0, None, self.prediction, self.clip_x0, x_T=z)
 
     def sampler_options(self) -> dict[str, dict]:
         """DDIM at the configured steps with eta 0 (deterministic, Song et al. 2021) or 1 (ancestral-like noise): same NFE."""

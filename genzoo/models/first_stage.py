@@ -21,6 +21,42 @@ from genzoo.paths import FIRST_STAGE_FOLDER, config_dir
 from genzoo.training.record import RunRecord
 
 
+class FrozenFirstStage(torch.nn.Module):
+    """A trained first stage as a frozen part of a second stage: `encode(x)` its latent code, `forward(z)` the images it decodes.
+
+    Wraps any family with an encoder (latent trait "encoder": encode_latents, decode_latents):
+    its parameters take no gradient and it stays in eval mode whatever mode its owner is put
+    in (no batch-norm or codebook updates). Decoding is this module's forward, so one
+    decoder pass per image counts as one network evaluation (the contract test's hooks).
+
+    Args:
+        model: the first stage's GenerativeModel (genzoo.models.first_stage.load or untrained).
+    Raises:
+        ValueError: a model without an encoder.
+    """
+
+    def __init__(self, model):
+        super().__init__()
+        if getattr(model, "latent_space", None) != "encoder":
+            raise ValueError(f"a first stage needs an encoder (latent trait 'encoder'): {model.family} has {model.latent_space!r}")
+        self.model = model.eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        return super().train(False)
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The latent code (B, *latent shape) of images x (B, C, H, W) in [-1, 1]."""
+        return self.model.encode_latents(x)
+
+    @torch.no_grad()
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Images (B, C, H, W) in [-1, 1] decoded from latents z (B, *latent shape)."""
+        return self.model.decode_latents(z).clamp(-1, 1)
+
+
 def untrained(family: str, image_shape, overrides: dict | None = None):
     """A first stage of `family` with its config's defaults (and `overrides` of its model keys), untrained.
 
