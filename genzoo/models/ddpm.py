@@ -21,7 +21,7 @@ from genzoo.diffusion.sde import VPSDE, _bcast, score_from_eps
 from genzoo.distributions import bits_per_dim, discretized_gaussian_log_likelihood, normal_kl
 from genzoo.models.base import GenerativeModel
 from genzoo.models.ema import ema_copy, update_ema
-from genzoo.nets.unet import UNet
+from genzoo.nets.denoiser import build_denoiser
 
 SAMPLERS = ("ddim", "ancestral")
 
@@ -42,6 +42,8 @@ class DDPM(GenerativeModel):
         schedule: "linear" or "cosine".
         prediction: "eps" or "v".
         base_channels, channel_mults, num_res_blocks, attention_levels, dropout: the U-Net.
+        net, patch_size, dit_size: the noise predictor (genzoo/nets/denoiser.py): "unet" (the sizes above) or
+            "dit" (Peebles & Xie 2023: p x p patches, a named size "cpu", "S" or "B").
         ema_decay: decay of the weight average used to sample and score, in [0, 1).
         sampler, sample_steps, eta: how `sample` draws by default.
         ode_likelihood: also score the test images by the exact likelihood of the probability-flow
@@ -82,6 +84,9 @@ class DDPM(GenerativeModel):
         num_classes: int = 0,
         p_uncond: float = 0.1,
         guidance_scale: float = 2.0,
+        net: str = "unet",
+        patch_size: int = 2,
+        dit_size: str = "cpu",
         diffusion_shape=None,
     ):
         super().__init__(image_shape, optimizer)
@@ -101,7 +106,9 @@ class DDPM(GenerativeModel):
         self.p_uncond, self.guidance_scale = p_uncond, guidance_scale
         # what the diffusion runs on: the images, or a first stage's latents (latent diffusion, genzoo/models/ldm.py)
         self.diffusion_shape = tuple(diffusion_shape or image_shape)
-        self.net = UNet(self.diffusion_shape, base_channels, tuple(channel_mults), num_res_blocks, tuple(attention_levels), dropout, self.num_classes)
+        self.net = build_denoiser(net, self.diffusion_shape, self.num_classes, base_channels=base_channels, channel_mults=channel_mults,
+                                  num_res_blocks=num_res_blocks, attention_levels=attention_levels, dropout=dropout,
+                                  patch_size=patch_size, dit_size=dit_size)
         self.ema = ema_copy(self.net, ema_decay)
 
     def trainable_parameters(self):

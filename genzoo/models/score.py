@@ -13,7 +13,7 @@ from genzoo.diffusion.sde_samplers import CORRECTORS, PREDICTORS, annealed_lange
 from genzoo.distributions import bits_per_dim
 from genzoo.models.base import GenerativeModel
 from genzoo.models.ema import ema_copy, update_ema
-from genzoo.nets.unet import UNet
+from genzoo.nets.denoiser import build_denoiser
 
 SAMPLERS = ("pc", "ode", "langevin")
 WEIGHTINGS = ("standard", "likelihood")
@@ -46,6 +46,8 @@ class ScoreSDE(GenerativeModel):
         weighting: "standard" or "likelihood".
         train_eps: smallest training time.
         base_channels, channel_mults, num_res_blocks, attention_levels, dropout: the U-Net.
+        net, patch_size, dit_size: the noise predictor (genzoo/nets/denoiser.py): "unet" (the sizes above) or
+            "dit" (Peebles & Xie 2023: p x p patches, a named size "cpu", "S" or "B").
         ema_decay: decay of the weight average that samples and scores, in [0, 1).
         sampler: "pc" (predictor-corrector), "ode" (probability flow, adaptive RK45) or "langevin"
             (annealed Langevin dynamics as NCSN; VE only).
@@ -101,6 +103,9 @@ class ScoreSDE(GenerativeModel):
         num_classes: int = 0,
         p_uncond: float = 0.1,
         guidance_scale: float = 2.0,
+        net: str = "unet",
+        patch_size: int = 2,
+        dit_size: str = "cpu",
     ):
         super().__init__(image_shape, optimizer)
         checks = [
@@ -134,7 +139,9 @@ class ScoreSDE(GenerativeModel):
         self.likelihood_probes, self.likelihood_eps = likelihood_probes, likelihood_eps
         self._set_conditional(conditional, num_classes)
         self.p_uncond, self.guidance_scale = p_uncond, guidance_scale
-        self.net = UNet(image_shape, base_channels, tuple(channel_mults), num_res_blocks, tuple(attention_levels), dropout, self.num_classes)
+        self.net = build_denoiser(net, image_shape, self.num_classes, base_channels=base_channels, channel_mults=channel_mults,
+                                  num_res_blocks=num_res_blocks, attention_levels=attention_levels, dropout=dropout,
+                                  patch_size=patch_size, dit_size=dit_size)
         self.ema = ema_copy(self.net, ema_decay)
         self._importance = None  # (times, cdf) for the likelihood weighting, built on first use
         self._last_nfe = None  # the ODE sampler's NFE per sample in the last `sample` call
