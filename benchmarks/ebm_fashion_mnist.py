@@ -20,7 +20,6 @@ Prints markdown and writes JSON with the protocol (device, threads, load, versio
 """
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ sys.path.insert(0, str(ROOT))  # this checkout's genzoo, not an installed one
 import torch  # noqa: E402
 
 from genzoo import load_run, protocol  # noqa: E402
-from genzoo.artifacts import save_grid  # noqa: E402
+from genzoo.artifacts import save_grid, write_json  # noqa: E402
 from genzoo.data.device import to_unit_range  # noqa: E402
 from genzoo.distributions import bits_per_dim  # noqa: E402
 from genzoo.energy.ais import ais_log_z  # noqa: E402
@@ -79,10 +78,9 @@ def main() -> int:
 
     trained = load_run(completed[0])
     model, data, device = trained.model, trained.data, trained.model.device
-    hw = protocol.hardware(device, "32-true")
-    with open("/proc/loadavg") as f:
-        load = float(f.read().split()[0])
-    result["protocol"] = {**hw, "load_1min_before": load, "versions": protocol.versions(), "git_commit": protocol.git_commit(),
+    hw = protocol.measurement(device)
+    load = hw["load_1min_before"]
+    result["protocol"] = {**hw,
                           "measured_run": completed[0], "n": args.n, "seed": args.seed, "real": f"first {args.n} test images",
                           "extractor": "genzoo domain classifier (penultimate features)", "family": model.protocol()}
     print(f"\n{completed[0]}: {hw['device']} ({hw['torch_threads']} threads), load {load:.2f}; genzoo {protocol.git_commit()}")
@@ -134,8 +132,7 @@ def main() -> int:
 
 def _write(out: Path | None, result: dict) -> None:
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2, default=float))
+        write_json(out, result)
 
 
 if __name__ == "__main__":

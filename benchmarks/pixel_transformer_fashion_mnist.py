@@ -12,7 +12,6 @@ Prints markdown and writes JSON with the protocol (device, threads, load, versio
 """
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ sys.path.insert(0, str(ROOT))  # this checkout's genzoo, not an installed one
 import torch  # noqa: E402
 
 from genzoo import load_run, protocol  # noqa: E402
+from genzoo.artifacts import write_json  # noqa: E402
 from genzoo.data.device import to_unit_range  # noqa: E402
 from genzoo.distributions import bits_per_dim  # noqa: E402
 from genzoo.training.record import RunRecord  # noqa: E402
@@ -59,10 +59,7 @@ def main() -> int:
             parser.error(f"{trained.run_dir} is a {trained.family.name} run, not a {name} run")
     transformer = runs["pixel_transformer"]
     device = transformer.model.device
-    with open("/proc/loadavg") as f:
-        load = float(f.read().split()[0])
-    result = {"protocol": {**protocol.hardware(device, "32-true"), "load_1min_before": load, "versions": protocol.versions(),
-                           "git_commit": protocol.git_commit(), "n_test": args.n_test, "n_sample": args.n_sample, "seed": args.seed,
+    result = {"protocol": {**protocol.measurement(device), "n_test": args.n_test, "n_sample": args.n_sample, "seed": args.seed,
                            "runs": {k: str(v.run_dir) for k, v in runs.items()}},
               "models": {}}
     data = transformer.data
@@ -86,8 +83,7 @@ def main() -> int:
                     if name == "pixel_transformer" else f"{row['sample_images_per_second']:.2f}")
         print(f"| {name} | {row['params']:,} | {row['bits_per_dim']:.4f} | {row['train_images_per_second'] or 0:.0f} | {sampling} |")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2, default=float))
+        write_json(args.out, result)
     return 0
 
 

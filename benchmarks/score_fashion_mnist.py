@@ -83,7 +83,7 @@ def main():
     def score(images):
         return fid_kid(extractor, images, real, data.name, "test", cache_dir, cfg.eval, args.seed)
 
-    result = {"protocol": {**hw, "load_1min_before": protocol_load(), "versions": protocol.versions(), "git_commit": protocol.git_commit(),
+    result = {"protocol": {**protocol.measurement(device),
                            "n": args.n, "seed": args.seed, "extractor": "genzoo domain classifier (penultimate features)",
                            "real": f"first {args.n} test images", "score_run": str(run_dir)},
               "floor": score(random_training_images(data, args.n, torch.Generator().manual_seed(args.seed)).to(device)),
@@ -121,11 +121,6 @@ def main():
     if args.out:
         args.out.write_text(json.dumps(result, indent=2, default=float))
 
-
-def protocol_load() -> float:
-    """The 1-minute load average when the measurement started."""
-    with open("/proc/loadavg") as f:
-        return float(f.read().split()[0])
 
 
 if __name__ == "__main__":

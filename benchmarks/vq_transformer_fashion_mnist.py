@@ -20,7 +20,6 @@ Prints markdown and writes JSON with the protocol (device, threads, load, versio
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -30,7 +29,7 @@ sys.path.insert(0, str(ROOT))  # this checkout's genzoo, not an installed one
 import torch  # noqa: E402
 
 from genzoo import load_run, protocol  # noqa: E402
-from genzoo.artifacts import save_grid  # noqa: E402
+from genzoo.artifacts import save_grid, write_json  # noqa: E402
 from genzoo.data.prompts import words  # noqa: E402
 from genzoo.evaluation.floor import random_training_images  # noqa: E402
 from genzoo.metrics.harness import build_extractor, extract, fid_kid, generate  # noqa: E402
@@ -59,11 +58,9 @@ def main() -> int:
         parser.error(f"{args.run} is unconditional: prompted accuracy needs a run trained with model.conditional=true")
     record = RunRecord.read(args.run / "metrics.json")
     stage = RunRecord.read(Path(trained.config.model.first_stage) / "metrics.json")
-    with open("/proc/loadavg") as f:
-        load = float(f.read().split()[0])
-    hw = protocol.hardware(device, "32-true")
-    result = {"protocol": {**hw, "load_1min_before": load, "versions": protocol.versions(), "git_commit": protocol.git_commit(),
-                           "run": str(args.run), "n": args.n, "per_prompt": args.per_prompt, "n_sample": args.n_sample, "seed": args.seed,
+    hw = protocol.measurement(device)
+    load = hw["load_1min_before"]
+    result = {"protocol": {**hw, "run": str(args.run), "n": args.n, "per_prompt": args.per_prompt, "n_sample": args.n_sample, "seed": args.seed,
                            "real": f"first {args.n} test images", "extractor": "genzoo domain classifier (penultimate features, logits)",
                            "family": model.protocol()}}
     print(f"{args.run}: {hw['device']} ({hw['torch_threads']} threads), load {load:.2f}; genzoo {protocol.git_commit()}")
@@ -126,8 +123,7 @@ def main() -> int:
         save_grid(torch.cat(rows), args.pictures / "prompts.png", nrow=8)
         print(f"prompts.png: one row per class name, in class order: {args.pictures / 'prompts.png'}")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2, default=float))
+        write_json(args.out, result)
     return 0
 
 

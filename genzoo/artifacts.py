@@ -62,8 +62,9 @@ def file_lock(path: Path):
 
 
 def write_json(path: Path, payload: dict) -> None:
-    """Atomically write `payload` as indented JSON; non-finite floats become null."""
-    atomic_write_bytes(path, (json.dumps(_finite(payload), indent=2) + "\n").encode())
+    """Atomically write `payload` as indented JSON (its folder made if missing); non-finite floats become null,
+    numbers of torch or numpy (0-d tensors, scalars) plain numbers."""
+    atomic_write_bytes(path, (json.dumps(_finite(payload), indent=2, default=lambda v: v.item() if hasattr(v, "item") else float(v)) + "\n").encode())
 
 
 def save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:

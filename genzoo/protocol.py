@@ -1,5 +1,6 @@
 """The protocol card: what hardware, software and code a number came from."""
 
+import os
 import platform
 import subprocess
 import sys
@@ -52,6 +53,11 @@ def hardware(device: torch.device, precision: str, world_size: int = 1, strategy
         "precision": str(precision),
         "platform": f"{platform.system()} {platform.machine()}",
     }
+
+
+def measurement(device: torch.device, precision: str = "32-true") -> dict:
+    """What a benchmark's figures were measured on: `hardware`, the 1-minute load average when it started, versions, the commit."""
+    return {**hardware(device, precision), "load_1min_before": os.getloadavg()[0], "versions": versions(), "git_commit": git_commit()}
 
 
 def git_commit() -> str | None:
