@@ -73,13 +73,7 @@ class PixelTransformer(ExactLikelihoodModel):
         use_cache = self.kv_cache if kv_cache is None else kv_cache
         was_training = self.training
         self.eval()
-        tokens = self.start_tokens(n, labels)
-        cache = self.net.new_cache() if use_cache else None
-        for _ in range(self.num_dims):
-            step = tokens[:, -1:] if use_cache else tokens
-            logits = self.net(step, cache)[:, -1]
-            probs = torch.softmax(logits.float().cpu(), dim=1)
-            tokens = torch.cat([tokens, torch.multinomial(probs, 1, generator=generator).to(self.device)], 1)
+        tokens = self.net.generate(self.start_tokens(n, labels), self.num_dims, generator, use_cache)
         self.train(was_training)
         c, h, w = self.image_shape
         return (tokens[:, 1:].view(n, h, w, c).permute(0, 3, 1, 2).float() / 127.5 - 1).contiguous()

@@ -166,14 +166,7 @@ class VQTransformer(GenerativeModel):
         use_cache = self.kv_cache if kv_cache is None else kv_cache
         was_training = self.training
         self.eval()
-        tokens, cache = prefix, self.net.new_cache() if use_cache else None
-        step = tokens
-        for _ in range(self.seq_len):
-            logits = self.net(step, cache)[:, -1]
-            probs = torch.softmax(logits.float().cpu(), dim=1)
-            new = torch.multinomial(probs, 1, generator=generator).to(self.device)
-            tokens = torch.cat([tokens, new], 1)
-            step = new if use_cache else tokens
+        tokens = self.net.generate(prefix, self.seq_len, generator, use_cache)
         self.train(was_training)
         return tokens[:, self.prefix_len :].view(n, *self.grid)
 

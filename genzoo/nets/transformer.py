@@ -82,6 +82,23 @@ class CausalTransformer(nn.Module):
             h = block(h, None if cache is None else cache[i])
         return self.head(self.ln_f(h))
 
+    @torch.no_grad()
+    def generate(self, prefix: torch.Tensor, steps: int, generator: torch.Generator | None = None, use_cache: bool = True) -> torch.Tensor:
+        """prefix (B, P) followed by `steps` tokens drawn one at a time from the softmax of the last position: (B, P + steps).
+
+        Draws use `generator` on the CPU (the same tokens on every device). With `use_cache`
+        each step runs the one new position against the cached keys and values; without, the
+        whole sequence again (the same tokens under a seed, up to float rounding in the logits).
+        """
+        tokens, cache = prefix, self.new_cache() if use_cache else None
+        step = tokens
+        for _ in range(steps):
+            probs = torch.softmax(self(step, cache)[:, -1].float().cpu(), dim=1)
+            new = torch.multinomial(probs, 1, generator=generator).to(prefix.device)
+            tokens = torch.cat([tokens, new], 1)
+            step = new if use_cache else tokens
+        return tokens
+
     def forward(self, tokens: torch.Tensor, cache: list[dict] | None = None) -> torch.Tensor:
         """Logits (B, T, out_features) of tokens (B, T); with a cache, the tokens continue the cached sequence."""
         start = cache[0]["k"].shape[2] if cache is not None and "k" in cache[0] else 0
