@@ -94,6 +94,22 @@ def load(path, family: str, image_shape) -> tuple[torch.nn.Module, dict]:
     return model.eval(), record.to_dict() if record else {}
 
 
+def obtain(path, family: str, image_shape, overrides: dict | None = None) -> tuple[torch.nn.Module, dict]:
+    """(first stage, its record): `load(path, ...)` of a run directory, or `untrained(family, ...)` when path is None (tests only)."""
+    if path is None:
+        return untrained(family, image_shape, overrides), {}
+    return load(path, family, image_shape)
+
+
+def describe(path, family: str, record: dict) -> str:
+    """The protocol card's line for a first stage: its run, test reconstruction error, codebook usage, training seconds and epochs (those recorded)."""
+    if not path:
+        return f"untrained {family} (tests only)"
+    found = {k: (record.get(section) or {}).get(k) for section, k in (("metrics", "test_recon_mse"), ("metrics", "codebook_usage"),
+                                                                    ("timing", "train_seconds"), ("timing", "epochs"))}
+    return f"{family} run {path}: " + ", ".join(f"{k} {v:.4g}" for k, v in found.items() if v is not None)
+
+
 def resolve(cfg: DictConfig, run_dir: Path, family: str, overrides: dict | None = None) -> Path:
     """The first stage's run directory for this run, written into cfg.model.first_stage (and returned).
 

@@ -48,10 +48,7 @@ class LDM(DDPM):
                  first_stage_overrides: dict | None = None, scale_images: int = 5000, **ddpm):
         if first_stage_family not in FIRST_STAGES:
             raise ValueError(f"latent diffusion's first stage must be one of {', '.join(FIRST_STAGES)}, got {first_stage_family!r}")
-        if first_stage is None:
-            model, record = stages.untrained(first_stage_family, image_shape, first_stage_overrides), {}
-        else:
-            model, record = stages.load(first_stage, first_stage_family, image_shape)
+        model, record = stages.obtain(first_stage, first_stage_family, image_shape, first_stage_overrides)
         with torch.no_grad():
             latent_shape = tuple(model.eval().encode_latents(torch.zeros(1, *image_shape)).shape[1:])
         super().__init__(image_shape, optimizer, ode_likelihood=False, diffusion_shape=latent_shape, **ddpm)
@@ -127,14 +124,10 @@ class LDM(DDPM):
 
     def protocol(self) -> dict:
         base = {k: v for k, v in super().protocol().items() if k in ("sampler", "conditional")}
-        found = {k: (self.first_stage_record.get(s) or {}).get(k) for s, k in (("metrics", "test_recon_mse"), ("timing", "train_seconds"),
-                                                                              ("timing", "epochs"))}
-        stage = self.hparams.first_stage
         return {
             **base,
             "sampler": base["sampler"] + f" in the {'x'.join(map(str, self.diffusion_shape))} latent space, x0 unclipped, then one decoder pass",
-            "first_stage": (f"{self.hparams.first_stage_family} run {stage}: " + ", ".join(f"{k} {v:.4g}" for k, v in found.items() if v is not None))
-            if stage else f"untrained {self.hparams.first_stage_family} (tests only)",
+            "first_stage": stages.describe(self.hparams.first_stage, self.hparams.first_stage_family, self.first_stage_record),
             "latent_scale": f"{self.latent_scale.item():.4g} = 1 / std of the latents of the first {self.scale_images} training images",
             "first_stage_recon_mse": "the first stage's reconstruction error of the test images, per element on [-1, 1]",
             "latent_loss": "L_simple on the scaled test latents, EMA net, t and noise seeded by batch",

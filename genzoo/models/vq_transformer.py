@@ -63,10 +63,7 @@ class VQTransformer(GenerativeModel):
         super().__init__(image_shape, optimizer)
         self.save_hyperparameters(ignore=["optimizer"], logger=False)
         self._set_conditional(conditional, num_classes)
-        if first_stage is None:
-            vqvae, self.first_stage_record = stages.untrained(FIRST_STAGE, image_shape, first_stage_overrides), {}
-        else:
-            vqvae, self.first_stage_record = stages.load(first_stage, FIRST_STAGE, image_shape)
+        vqvae, self.first_stage_record = stages.obtain(first_stage, FIRST_STAGE, image_shape, first_stage_overrides)
         # the first stage's nets as children of their own (frozen, always in eval mode): sampling calls the decoder directly
         self.encoder, self.quantizer, self.decoder = vqvae.encoder, vqvae.quantizer, vqvae.decoder
         for p in (*self.encoder.parameters(), *self.quantizer.parameters(), *self.decoder.parameters()):
@@ -191,16 +188,11 @@ class VQTransformer(GenerativeModel):
 
     def protocol(self) -> dict:
         h, w = self.grid
-        stage = self.hparams.first_stage
-        record = self.first_stage_record
-        found = {k: (record.get(s) or {}).get(k) for s, k in (("metrics", "test_recon_mse"), ("metrics", "codebook_usage"),
-                                                                ("timing", "train_seconds"), ("timing", "epochs"))}
         return {
             "sampler": f"ancestral, code by code in raster order over the {h}x{w} grid ({self.seq_len} transformer calls, "
             + ("key/value cache" if self.kv_cache else "no cache") + "), then one decoder pass"
             + (f"; prompted with the class names' words ({len(self.vocabulary)} words)" if self.conditional else ""),
-            "first_stage": f"VQ-VAE run {stage}: {self.num_codes} codes, " + ", ".join(f"{k} {v:.4g}" for k, v in found.items() if v is not None)
-            if stage else "untrained VQ-VAE (tests only)",
+            "first_stage": stages.describe(self.hparams.first_stage, FIRST_STAGE, self.first_stage_record) + f" ({self.num_codes} codes)",
             "token_nll_nats": f"exact -log p(codes | prompt) of the test images' {self.seq_len} tokens per image, nats: "
             "a likelihood of the codes, not of the images",
             "bits_per_token": f"token_nll_nats / ({self.seq_len} * ln 2)",
