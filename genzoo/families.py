@@ -75,7 +75,7 @@ class Family:
 
     def tiny_overrides(self) -> list[str]:
         """`tiny` as command-line overrides, e.g. ["model.base_channels=8", "model.channel_mults=[1,2]"]."""
-        return [f"model.{k}=" + ("[" + ",".join(map(str, v)) + "]" if isinstance(v, list) else str(v)) for k, v in self.tiny.items()]
+        return [override(f"model.{k}", v) for k, v in self.tiny.items()]
 
     def model_class(self):
         """The family's GenerativeModel subclass (imports its module, and so torch)."""
@@ -83,6 +83,13 @@ class Family:
 
         module, name = self.target.rsplit(".", 1)
         return getattr(importlib.import_module(module), name)
+
+
+def override(key: str, value) -> str:
+    """A command-line override for a value: "key=[8,8]" for a list, "key=null" for None, else "key=<value>"."""
+    if isinstance(value, (list, tuple)):
+        return f"{key}=[" + ",".join(map(str, value)) + "]"
+    return f"{key}={'null' if value is None else value}"
 
 
 @cache

@@ -152,7 +152,7 @@ def train(cfg: DictConfig, target: Path, family: str, overrides: dict | None = N
         print(f"genzoo: first stage: reusing the finished {family} run in {target}")
         return record.to_dict()
     keep = [o for o in cfg.get("overrides") or [] if not o.lstrip("+~").partition("=")[0].split(".")[0] in _NOT_INHERITED]
-    stage = [f"model={family}", *keep, *(f"model.{k}={_override_value(v)}" for k, v in (overrides or {}).items()),
+    stage = [f"model={family}", *keep, *(families.override(f"model.{k}", v) for k, v in (overrides or {}).items()),
              f"output_dir={target}", "resume=auto", *(["hardware.strategy=auto", "hardware.devices=1", "hardware.num_nodes=1"] if one_device else [])]
     print(f"genzoo: first stage: training a {family} into {target}")
     return run(load_config(stage))
@@ -160,13 +160,6 @@ def train(cfg: DictConfig, target: Path, family: str, overrides: dict | None = N
 
 # Command-line keys of the second stage that its first stage does not take: its own model, where it writes, what it resumes.
 _NOT_INHERITED = ("model", "output_dir", "ckpt_path", "resume", "hydra", "experiment")
-
-
-def _override_value(value) -> str:
-    """A value as a command-line override writes it ([8,8] for a list)."""
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(map(str, value)) + "]"
-    return "null" if value is None else str(value)
 
 
 def _record(run_dir: Path) -> RunRecord | None:
