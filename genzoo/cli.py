@@ -39,6 +39,8 @@ HEADLINE = [
     ("metrics", "codebook_usage", "codebook usage", "of the entries", ".2f"),
     ("metrics", "codebook_perplexity", "codebook perplexity", "", ".1f"),
     ("metrics", "control_accuracy", "class accuracy", "", ".3f"),
+    ("metrics", "edit_flip_rate", "edit flip rate", "(edits classified as the target class, alpha 1)", ".3f"),
+    ("metrics", "edit_preservation", "edit preservation", "(edits whose nearest unedited image is their own)", ".3f"),
     ("timing", "train_seconds", "training", "s", ".1f"),
     ("timing", "sample_images_per_second", "sampling", "images/s", ".1f"),
 ]

@@ -19,6 +19,7 @@ SEED_OFFSETS = {
     "quality_curve": 2,   # the same latents at every point of the quality curve
     "control": 3,         # conditional models: class accuracy and per-class FID
     "guidance_sweep": 4,  # conditional DDPM: the samples at each guidance scale
+    "editing": 5,         # the prior draws labelled for editing, and the edits' KID subsets
 }
 FLOP_COUNT_SEED = 0
 

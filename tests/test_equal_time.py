@@ -17,7 +17,7 @@ from genzoo.config import validate
 from genzoo.errors import ConfigError
 from genzoo.metrics.machine_speed import PROBE_FLOPS, conv_gflops
 from genzoo.report.__main__ import main as report_main
-from genzoo.report.course_notes import NOTES, FamilyFacts, cells, cv_interval, quality, stability
+from genzoo.report.course_notes import NOTES, FamilyFacts, cells, cv_interval, manipulation, quality, stability
 from genzoo.report.table import collect_runs
 from genzoo.training.callbacks import LoadMonitor, MachineSpeed, QualityCurve, TimeBudget, TrainingFlops, curve_seconds
 
@@ -329,6 +329,14 @@ def test_every_cell_has_the_notes_word_and_a_verdict():
     assert vae["Resource intensity"].measured == "Low" and vae["Resource intensity"].verdict == "disagrees"
     assert vae["Facial manipulation"].verdict == "—" and vae["Control over generation"].verdict == "—"
     assert table["Quality"]["GAN"] == []  # no family answers for it here; the AE answers for no column
+
+
+def test_manipulation_needs_half_the_edits_flipped_and_half_keeping_their_identity():
+    assert manipulation(FamilyFacts("gan", "GAN", has_latent=True, edit_flip_rate=0.5, edit_preservation=0.5))[0] == "Yes"
+    assert manipulation(FamilyFacts("gan", "GAN", has_latent=True, edit_flip_rate=0.9, edit_preservation=0.49))[0] == "No"
+    assert manipulation(FamilyFacts("gan", "GAN", has_latent=True, edit_flip_rate=0.49, edit_preservation=0.9))[0] == "No"
+    assert manipulation(FamilyFacts("pixelcnn", "Autoregressive", has_latent=False)) == ("No", "no latent code to move")
+    assert manipulation(FamilyFacts("vae", "VAE", has_latent=True))[0] == "not measured yet"
 
 
 # --- the report from equal-time records ---------------------------------------------------------------------

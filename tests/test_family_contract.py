@@ -204,3 +204,38 @@ def test_a_family_without_a_conditional_form_refuses_one(name):
     cfg = tiny_config(name, "+model.conditional=true")
     with pytest.raises(ConfigError, match="rejected the config"):
         build_model(cfg.model, (1, 28, 28), num_classes=10)
+
+
+class _MeanBrightness(torch.nn.Module):
+    """A stand-in domain classifier: features the 4x4-pooled image; class 9 when the image is brighter than `cut`, else 1."""
+
+    def __init__(self, cut: float):
+        super().__init__()
+        self.cut = torch.nn.Parameter(torch.tensor(cut), requires_grad=False)
+
+    def forward(self, x):
+        s = x.mean((1, 2, 3)) - self.cut
+        logits = torch.zeros(len(x), 10)
+        logits[:, 9], logits[:, 1] = s, -s
+        return torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1), logits
+
+
+@pytest.mark.parametrize("name", [n if families.get(n).sampler == "cheap" else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in NAMES if families.get(n).latent])  # an iterative decoder (DDIM, an ODE) takes minutes here
+def test_editing_measures_every_family_with_a_latent_code_and_alpha_zero_is_the_unedited_decode(name, trained, tmp_path):
+    from genzoo.evaluation.editing import ALPHAS, decode, labelled_codes, measure_editing
+    from genzoo.metrics.harness import Extractor
+
+    _, model, _, data = trained(name)
+    big = ImageDataModule("fashion_mnist", root=data.root, batch_size=16, n_test=200)  # test images of classes 1 and 9 in both halves
+    big.setup("fit")
+    with torch.no_grad():  # cut the prior draws' brightness at its median: half of them each class
+        brightness = decode(model, model.prior_latents(60, torch.Generator().manual_seed(0))).mean((1, 2, 3))
+    extractor = Extractor("mean-brightness", _MeanBrightness(brightness.median().item()), {"weights_sha256": name, "extractor": "toy"})
+    result = measure_editing(model, big, extractor, source=1, target=9, n=60, seed=0, batch_size=128, cache_dir=tmp_path, grid_rows=2)
+    assert result.skipped is None, result.skipped
+    assert result.grid.shape == (2 * len(ALPHAS), *data.image_shape) and result.grid.abs().max() <= 1
+    codes, labels = labelled_codes(model, big, extractor, 60, 0, 128)
+    sources = codes[1::2][labels[1::2] == 1][:2]
+    assert torch.allclose(result.grid[0], decode(model, sources[:1])[0], atol=1e-4)  # the reconstruction, or the unedited sample
+    assert result.metrics["edit_curve"]["boundary"]["distance"][0] == 0.0

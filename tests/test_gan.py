@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from genzoo.models.gan import GAN
 from genzoo.models.gan_losses import discriminator_loss, generator_loss, gradient_penalty
-from genzoo.nets.dcgan import DCGANDiscriminator, DCGANGenerator, dcgan_stages
+from genzoo.nets.dcgan import ConditionalBatchNorm2d, DCGANDiscriminator, DCGANGenerator, dcgan_stages
 
 
 @pytest.mark.parametrize("shape, stages", [((1, 28, 28), (2, 7)), ((3, 32, 32), (3, 4))])
@@ -136,3 +136,62 @@ def test_gan_run_end_to_end(data_root, tmp_path):
     assert payload["timing"]["sampler"] == "one generator pass" and payload["timing"]["sample_batch_size"] == 64
     assert (tmp_path / "samples.png").is_file() and (tmp_path / "checkpoints" / "last.ckpt").is_file()
     assert not list((tmp_path / "checkpoints").glob("best*"))  # no held-out loss to pick a best GAN by
+
+
+def _largest_singular_value(weight) -> float:
+    """sigma_max of a weight, reshaped to (out, in * k * k) as spectral normalisation sees it."""
+    return torch.linalg.matrix_norm(weight.detach().flatten(1), ord=2).item()
+
+
+def test_spectral_normalisation_bounds_every_discriminator_layer():
+    torch.manual_seed(0)
+    d = DCGANDiscriminator((1, 28, 28), base_channels=16, norm="none", num_classes=10, spectral_norm=True)
+    layers = [m for m in d.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear, torch.nn.Embedding))]  # 2 convolutions, head, projection table
+    assert len(layers) == 4 and not any(isinstance(m, (torch.nn.BatchNorm2d, torch.nn.GroupNorm)) for m in d.modules())
+    x, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    with torch.no_grad():
+        for module in layers:
+            module.parametrizations.weight.original.mul_(50.0)  # far above 1 before normalisation
+        for _ in range(30):  # power iterations run in training-mode forwards
+            d(x, y)
+    for module in layers:
+        assert _largest_singular_value(module.parametrizations.weight.original) > 5
+        assert _largest_singular_value(module.weight) == pytest.approx(1.0, abs=0.05)
+    plain = DCGANDiscriminator((1, 28, 28), base_channels=16, norm="none", num_classes=10)
+    assert not any(hasattr(m, "parametrizations") for m in plain.modules())
+    with pytest.raises(ValueError, match="spectrally normalised discriminator takes norm 'none', got 'batch'"):
+        DCGANDiscriminator((1, 28, 28), norm="batch", spectral_norm=True)
+
+
+def test_conditional_batch_norm_scales_and_shifts_by_the_label():
+    torch.manual_seed(0)
+    cbn = ConditionalBatchNorm2d(4, num_classes=3).eval()
+    with torch.no_grad():
+        cbn.gamma.weight[2] = torch.tensor([2.0, 3.0, 4.0, 5.0])
+        cbn.beta.weight[2] = torch.tensor([1.0, -1.0, 0.5, 0.0])
+    x = torch.randn(5, 4, 3, 3)
+    normed = torch.nn.functional.batch_norm(x, cbn.norm.running_mean, cbn.norm.running_var, training=False, eps=cbn.norm.eps)
+    out = cbn(x, torch.tensor([2, 2, 0, 1, 2]))
+    assert torch.allclose(out[0], normed[0] * cbn.gamma.weight[2].view(4, 1, 1) + cbn.beta.weight[2].view(4, 1, 1), atol=1e-6)
+    assert torch.allclose(out[2], normed[2] * cbn.gamma.weight[0].view(4, 1, 1), atol=1e-6)  # class 0: its own scale, shift 0
+    assert not torch.allclose(out[0], cbn(x, torch.tensor([1, 2, 0, 1, 2]))[0])
+
+
+def test_the_conditional_gan_pairs_conditional_batch_norm_with_a_spectrally_normalised_projection_discriminator():
+    cgan = _gan(conditional=True, num_classes=10)
+    assert cgan.spectral_norm and cgan.conditional_bn and cgan.generator.embed is None
+    assert sum(isinstance(m, ConditionalBatchNorm2d) for m in cgan.generator.modules()) == 2
+    assert hasattr(cgan.discriminator.embed, "parametrizations")
+    z, y = torch.randn(4, 8), torch.tensor([0, 1, 2, 3])
+    cgan.eval()
+    with torch.no_grad():
+        for m in cgan.generator.modules():
+            if isinstance(m, ConditionalBatchNorm2d):
+                torch.nn.init.normal_(m.beta.weight)  # make the classes' shifts differ (they start at 0)
+        assert not torch.allclose(cgan.generator(z, y), cgan.generator(z, y.flip(0)))
+    before = _gan(conditional=True, num_classes=10, spectral_norm=False, conditional_bn=False)
+    assert before.generator.embed is not None and not before.spectral_norm
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in before.discriminator.modules())
+    gan = _gan()
+    assert not gan.spectral_norm and not gan.conditional_bn  # the unconditional DCGAN as before unless asked
+    assert _gan(spectral_norm=True).spectral_norm

@@ -1,5 +1,6 @@
 """Latent tools: interpolation paths, DDIM's latent code, the 2-D latent map, attribute editing."""
 
+import json
 from functools import partial
 
 import pytest
@@ -8,7 +9,7 @@ import torch
 from genzoo import load_config, run
 from genzoo.data.datamodule import to_unit_range
 from genzoo.errors import ConfigError
-from genzoo.evaluation.latent import attribute_edit, interpolation_grid, latent_map, lerp, main, slerp
+from genzoo.evaluation.latent import interpolation_grid, latent_map, lerp, main, slerp
 from genzoo.models.ddpm import DDPM
 from genzoo.models.gan import GAN
 from genzoo.models.pixelcnn import PixelCNN
@@ -62,21 +63,6 @@ def test_interpolation_rows_end_at_the_real_images_for_an_encoder_and_keep_one_c
         interpolation_grid(PixelCNN((1, 8, 8), OPT, features=8, layers=2), images, labels)
 
 
-def test_attribute_edit_starts_at_the_reconstruction_and_moves_by_the_class_mean_difference():
-    images, labels = _data()
-    vae = VAE((1, 28, 28), OPT, latent_dim=4).eval()
-    grid, per_row = attribute_edit(vae, images, labels, source=7, target=9, rows=2, steps=3)
-    assert per_row == 4 and grid.shape == (8, 1, 28, 28)
-    x = to_unit_range(images[labels == 7][:2])
-    codes = vae.encode_latents(to_unit_range(images))
-    d = codes[labels == 9].mean(0) - codes[labels == 7].mean(0)
-    with torch.no_grad():
-        assert torch.equal(grid[0], x[0]) and torch.allclose(grid[1], vae.reconstruct(x[:1])[0], atol=1e-5)
-        assert torch.allclose(grid[3], vae.decode_latents(vae.encode_latents(x[:1]) + d)[0], atol=1e-5)  # alpha = 1
-    with pytest.raises(ValueError, match="class 11 has no test images"):
-        attribute_edit(vae, images, labels, source=7, target=11)
-
-
 def test_latent_map_needs_a_two_dimensional_code():
     images, labels = _data()
     fig = latent_map(VAE((1, 28, 28), OPT, latent_dim=2).eval(), images, labels, [str(k) for k in range(10)], side=4)
@@ -89,12 +75,18 @@ def test_a_two_dimensional_vae_run_writes_the_latent_map_and_bad_edit_classes_st
     base = ["model=vae", "data=fashion_mnist", f"data.root={data_root}", "hardware=cpu", "budget=smoke", "budget.limit_train_batches=5",
             "budget.limit_val_batches=1", "budget.n_test=64", "progress_bar=false", "eval=none", "logger=csv"]
     run(load_config([*base, "model.latent_dim=2", f"output_dir={tmp_path}"]))
-    for name in ("latent_map.png", "interpolation.png", "attribute_edit.png"):
+    for name in ("latent_map.png", "interpolation.png"):
         assert (tmp_path / name).stat().st_size > 1000, name
-    before = (tmp_path / "attribute_edit.png").read_bytes()
-    main([str(tmp_path), "--edit", "0", "1"])  # python -m genzoo.evaluation.latent <run dir>: from the checkpoint, into <run dir>/latent
-    assert (tmp_path / "latent" / "latent_map.png").is_file() and (tmp_path / "latent" / "attribute_edit.png").read_bytes() != before
-    assert (tmp_path / "attribute_edit.png").read_bytes() == before
+    assert not (tmp_path / "edit_grid.png").exists()  # eval=none: editing needs the classifier
+    before = (tmp_path / "interpolation.png").read_bytes()
+    main([str(tmp_path), "--edit", "1", "9", "--samples", "300"])  # python -m genzoo.latent <run dir>: from the checkpoint, into <run dir>/latent
+    assert (tmp_path / "latent" / "latent_map.png").is_file() and (tmp_path / "interpolation.png").read_bytes() == before
+    edited = json.loads((tmp_path / "latent" / "editing.json").read_text())
+    assert 0 <= edited["metrics"]["edit_flip_rate"] <= 1 and edited["metrics"]["edit_sources"] > 5  # trousers among 150 test images
+    assert (tmp_path / "latent" / "edit_grid.png").stat().st_size > 1000 and (tmp_path / "latent" / "edit_curve.png").is_file()
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path), "--samples", "2"])
+    assert exit_info.value.code == 2
     with pytest.raises(SystemExit) as exit_info:
         main([str(tmp_path), "--edit", "0", "10"])
     assert exit_info.value.code == 2

@@ -34,7 +34,8 @@ def _check_run_dir(out, family):
     assert {"python", "torch", "lightning"} <= set(proto["versions"]) and "git_commit" in proto
     assert proto["hardware"]["accelerator"] == "cpu"
     assert math.isfinite(payload["metrics"]["test_recon_mse"])
-    for name in ("samples.png", "reconstructions.png", "interpolation.png", "attribute_edit.png", "checkpoints/last.ckpt", "config.yaml"):
+    assert not any(k.startswith("edit_") for k in payload["metrics"])  # eval=none: no classifier to label or score edits
+    for name in ("samples.png", "reconstructions.png", "interpolation.png", "checkpoints/last.ckpt", "config.yaml"):
         assert (out / name).is_file(), name
     return payload
 

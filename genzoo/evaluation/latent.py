@@ -1,4 +1,4 @@
-"""Latent tools with pictures: interpolation grids, the 2-D latent map, attribute editing.
+"""Latent tools with pictures: interpolation grids, the 2-D latent map, editing.
 
 They work on any family through three methods of GenerativeModel (prior_latents,
 decode_latents, encode_latents) and its `latent_space`:
@@ -13,15 +13,15 @@ decode_latents, encode_latents) and its `latent_space`:
 - latent_map.png (an encoder family with latent_dim = 2): the test images placed by their
   codes (posterior means for the VAE), coloured by class, beside the decoded grid of the
   same square of the latent plane (Kingma & Welling 2013, fig. 4).
-- attribute_edit.png (unconditional encoder families): test images of class a moved
-  along d = mean code of class b - mean code of class a, decoded at z + alpha d for alpha
-  in [0, 1]: the small-scale analogue of attribute vectors in GAN latent spaces (Radford et
-  al. 2016, sec. 6.3; Shen et al. 2020).
+- edit_grid.png and edit_curve.png (unconditional families with a latent code), with the
+  edit_* metrics: codes moved across a linear class boundary and scored
+  (genzoo/evaluation/editing.py).
 The runner writes them into every run directory; `python -m genzoo model=vae
 model.latent_dim=2 data=fashion_mnist` gives the latent map. To draw them again from a
-finished run (another seed, other classes to edit), into <run dir>/latent/:
+finished run (another seed, other classes to edit), into <run dir>/latent/ (the editing
+metrics into <run dir>/latent/editing.json):
 
-    python -m genzoo.evaluation.latent <run dir> [--seed 1] [--edit 5 7]
+    python -m genzoo.latent <run dir> [--seed 1] [--edit 5 7] [--samples 2000]
 """
 
 import argparse
@@ -35,6 +35,8 @@ from matplotlib.figure import Figure
 
 from genzoo.artifacts import save_figure, save_grid
 from genzoo.data.datamodule import to_unit_range
+
+DEFAULT_EDIT_SAMPLES = 2000  # labelled codes for editing when a run's budget predates budget.edit_samples
 
 
 def lerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -144,37 +146,11 @@ def latent_map(model, test_images: torch.Tensor, test_labels: torch.Tensor, clas
     return fig
 
 
-@torch.no_grad()
-def attribute_edit(model, test_images: torch.Tensor, test_labels: torch.Tensor, source: int, target: int,
-                   rows: int = 6, steps: int = 6, codes: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
-    """Test images of class `source` moved towards class `target` along the difference of class-mean codes.
+def write_latent_pictures(model, data, run_dir: Path, seed: int) -> list[Path]:
+    """Write interpolation.png (and latent_map.png) as the module docstring says, into run_dir; returns their paths.
 
-    d = mean code of the test images of `target` - that of `source`; row r: the r-th test
-    image of `source`, then decode(z + alpha d) for alpha = 0, 1/(steps-1), ..., 1.
-    Returns images (rows * (steps + 1), C, H, W) in [-1, 1] on the CPU and steps + 1 per row.
-    Raises ValueError for an unconditional-encoder-less family or a class with no test images.
-    """
-    if model.latent_space != "encoder" or model.conditional:
-        raise ValueError(f"attribute editing needs an unconditional family with an encoder (family.latent: encoder), got {model.family}")
-    for c in (source, target):
-        if not (test_labels == c).any():
-            raise ValueError(f"class {c} has no test images: pick edit_classes among {test_labels.unique().tolist()}")
-    codes = encode_all(model, test_images) if codes is None else codes
-    direction = codes[test_labels == target].mean(0) - codes[test_labels == source].mean(0)
-    chosen = (test_labels == source).nonzero().squeeze(1)[:rows]
-    alphas = torch.linspace(0, 1, steps)
-    out = []
-    for i in chosen:
-        z = codes[i] + alphas.view(-1, *[1] * direction.dim()) * direction  # codes of any shape: vectors, or the VQ-VAE's maps
-        out.append(torch.cat([to_unit_range(test_images[i : i + 1]), model.decode_latents(z.to(model.device)).cpu()]))
-    return torch.cat(out), steps + 1
-
-
-def write_latent_pictures(model, data, run_dir: Path, seed: int, edit_classes=None) -> list[Path]:
-    """Write the pictures of the module docstring that apply to `model` into run_dir; returns their paths.
-
-    data: the data module (test_images uint8, test_labels, class_names); edit_classes:
-    (source, target) for attribute_edit.png (None: skipped).
+    data: the data module (test_images uint8, test_labels, class_names). The editing
+    pictures come from genzoo.evaluation.editing.edit_run, with their metrics.
     """
     run_dir, written = Path(run_dir), []
     if model.latent_space is None:
@@ -184,33 +160,30 @@ def write_latent_pictures(model, data, run_dir: Path, seed: int, edit_classes=No
     images, per_row = interpolation_grid(model, data.test_images, data.test_labels, seed=seed)
     save_grid(images, run_dir / "interpolation.png", nrow=per_row)
     written.append(run_dir / "interpolation.png")
-    if model.latent_space == "encoder" and not model.conditional:
-        two_d = model.hparams.get("latent_dim") == 2
-        codes = encode_all(model, data.test_images) if two_d or edit_classes is not None else None  # once, for both pictures
-        if two_d:
-            save_figure(latent_map(model, data.test_images, data.test_labels, data.class_names, codes=codes), run_dir / "latent_map.png")
-            written.append(run_dir / "latent_map.png")
-        if edit_classes is not None:
-            images, per_row = attribute_edit(model, data.test_images, data.test_labels, *edit_classes, codes=codes)
-            save_grid(images, run_dir / "attribute_edit.png", nrow=per_row)
-            written.append(run_dir / "attribute_edit.png")
+    if model.latent_space == "encoder" and not model.conditional and model.hparams.get("latent_dim") == 2:
+        save_figure(latent_map(model, data.test_images, data.test_labels, data.class_names), run_dir / "latent_map.png")
+        written.append(run_dir / "latent_map.png")
     model.train(was_training)
     return written
 
 
 def main(argv=None) -> None:
-    """Entry point of `python -m genzoo.evaluation.latent` (see the module docstring)."""
-    parser = argparse.ArgumentParser(prog="python -m genzoo.evaluation.latent", description="Draw the latent pictures of a finished run.")
+    """Entry point of `python -m genzoo.latent` (see the module docstring)."""
+    parser = argparse.ArgumentParser(prog="python -m genzoo.latent", description="Draw the latent pictures and measure editing of a finished run.")
     parser.add_argument("run_dir", type=Path, help="a genzoo run directory (config.yaml, checkpoints/last.ckpt)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the prior draws (default 0)")
-    parser.add_argument("--edit", type=int, nargs=2, metavar=("SOURCE", "TARGET"), help="classes of attribute_edit.png (default: the run's edit_classes)")
+    parser.add_argument("--seed", type=int, help="seed of the prior draws (default: the run's seed)")
+    parser.add_argument("--edit", type=int, nargs=2, metavar=("SOURCE", "TARGET"), help="classes to edit from and to (default: the run's edit_classes)")
+    parser.add_argument("--samples", type=int, help="codes labelled for editing (default: the run's budget.edit_samples)")
     parser.add_argument("--out", type=Path, help="output folder (default <run dir>/latent)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
 
+    from genzoo.artifacts import write_json
     from genzoo.config import check_edit_classes
     from genzoo.errors import ConfigError, GenzooError, exit_with_error
+    from genzoo.evaluation.editing import edit_run
     from genzoo.families import registry
     from genzoo.models.build import load_trained, locate, read_run_config
+    from genzoo.protocol import site_seed
 
     try:
         run_dir, ckpt = locate(args.run_dir)
@@ -218,16 +191,34 @@ def main(argv=None) -> None:
         data, model, _ = load_trained(cfg, ckpt)
         edit = args.edit if args.edit is not None else cfg.get("edit_classes")
         check_edit_classes(edit, data.num_classes)
+        samples = args.samples if args.samples is not None else cfg.budget.get("edit_samples", DEFAULT_EDIT_SAMPLES)
+        if samples < 4:
+            raise ConfigError(f"--samples {samples} is too few: editing needs at least 4 labelled codes (e.g. --samples 2000)")
         if model.latent_space is None:
             with_latent = ", ".join(f.name for f in registry().values() if f.latent)
             raise ConfigError(f"{model.family} has no latent code: the latent pictures are for the families with one ({with_latent})")
+        seed = cfg.seed if args.seed is None else args.seed
         out = args.out or run_dir / "latent"
         out.mkdir(parents=True, exist_ok=True)
         with torch.no_grad():
-            written = write_latent_pictures(model, data, out, args.seed, edit)
+            written = write_latent_pictures(model, data, out, seed)
+        metrics, cards = edit_run(model, data, cfg.eval, edit, samples, site_seed("editing", seed), out)
     except GenzooError as err:
         exit_with_error(err)
+    if metrics:
+        write_json(out / "editing.json", {"run": str(run_dir), "metrics": metrics, "cards": cards})
+        written += [out / name for name in ("edit_grid.png", "edit_curve.png", "editing.json") if (out / name).exists()]
+        print(editing_summary(metrics))
     print("genzoo: wrote " + ", ".join(str(p) for p in written))
+
+
+def editing_summary(metrics: dict) -> str:
+    """One line of the editing scores at the reported alpha (or why they are missing)."""
+    if metrics.get("edit_flip_rate") is None:
+        return "genzoo: editing        not measured (too few codes of the two classes: see the card)"
+    return (f"genzoo: editing        flip rate {metrics['edit_flip_rate']:.3f}, preservation {metrics['edit_preservation']:.3f}, "
+            f"edited FID {metrics['edit_fid_classifier']:.1f} (floor {metrics['edit_fid_floor']:.1f}) at alpha {metrics['edit_alpha']:g}; "
+            f"class-mean baseline: flip {metrics['edit_flip_rate_class_mean']:.3f}, preservation {metrics['edit_preservation_class_mean']:.3f}")
 
 
 if __name__ == "__main__":

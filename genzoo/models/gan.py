@@ -37,10 +37,16 @@ class GAN(GenerativeModel):
         gp_weight: lambda of the gradient penalty (wgan-gp only), >= 0.
         betas: Adam betas of both optimisers; None takes the loss's default.
         ema_decay: None (off) or the decay in [0, 1) of the generator's EMA.
-        conditional: a class-conditional GAN: G(z, y) reads a label embedding beside z, D is
+        conditional: a class-conditional GAN: G(z, y) reads the label (conditional_bn), D is
             a projection discriminator (Miyato & Koyama 2018); fakes in training take the real
             batch's labels, so both see the data's class frequencies. num_classes: K (the
             runner passes the data's).
+        spectral_norm: spectral normalisation of every discriminator layer, which then has
+            no BatchNorm/LayerNorm (Miyato et al. 2018); None: on for a conditional GAN (as
+            Miyato & Koyama pair it with the projection discriminator), off otherwise.
+        conditional_bn: a conditional generator's label enters through per-class BatchNorm
+            scales and shifts (Miyato & Koyama 2018) rather than an embedding concatenated to
+            z (Mirza & Osindero 2014); None: on for a conditional GAN.
     Raises:
         ValueError: an unknown loss, latent_dim or n_critic < 1, gp_weight < 0, a bad decay,
         an image shape the nets cannot take, or a conditional model with num_classes < 2.
@@ -64,6 +70,8 @@ class GAN(GenerativeModel):
         ema_decay: float | None = None,
         conditional: bool = False,
         num_classes: int = 0,
+        spectral_norm: bool | None = None,
+        conditional_bn: bool | None = None,
     ):
         super().__init__(image_shape, optimizer)
         if loss not in GAN_LOSSES:
@@ -78,9 +86,11 @@ class GAN(GenerativeModel):
         self.latent_dim, self.loss_name, self.n_critic, self.gp_weight = latent_dim, loss, n_critic, gp_weight
         self.betas = tuple(DEFAULT_BETAS[loss] if betas is None else betas)
         self._set_conditional(conditional, num_classes)
-        self.generator = DCGANGenerator(image_shape, latent_dim, base_channels, self.num_classes)
-        norm = "layer" if loss == "wgan-gp" else "batch"
-        self.discriminator = DCGANDiscriminator(image_shape, base_channels, norm, self.num_classes)
+        self.spectral_norm = self.conditional if spectral_norm is None else bool(spectral_norm)
+        self.conditional_bn = self.conditional and (conditional_bn is None or bool(conditional_bn))
+        self.generator = DCGANGenerator(image_shape, latent_dim, base_channels, self.num_classes, self.conditional_bn)
+        norm = "none" if self.spectral_norm else "layer" if loss == "wgan-gp" else "batch"
+        self.discriminator = DCGANDiscriminator(image_shape, base_channels, norm, self.num_classes, self.spectral_norm)
         self.ema = None if ema_decay is None else ema_copy(self.generator, ema_decay)
 
     def configure_optimizers(self):
@@ -189,7 +199,10 @@ class GAN(GenerativeModel):
             "n_critic": self.n_critic,
             "betas": list(self.betas),
             "sampler": "one generator pass" + (" (EMA weights)" if self.ema is not None else "")
-            + ("; class-conditional (label embedding in G, projection D), balanced labels" if self.conditional else ""),
+            + (f"; class-conditional ({'conditional BatchNorm' if self.conditional_bn else 'label embedding'} in G, "
+               "projection D), balanced labels" if self.conditional else ""),
+            "discriminator": ("spectral normalisation (Miyato et al. 2018)" if self.spectral_norm
+                              else "LayerNorm (per sample, for the gradient penalty)" if self.loss_name == "wgan-gp" else "BatchNorm (DCGAN)"),
             "test_d_real/test_d_fake": "mean D output on the n_test test images and as many samples "
             + ("(probabilities)" if self.loss_name == "ns" else "(raw critic values)"),
         }

@@ -4,12 +4,15 @@ The generator projects z to a small square map (7x7 for side 28, 4x4 for side 32
 doubles it with 4x4 stride-2 transposed convolutions, BatchNorm and ReLU, ending in tanh.
 The discriminator mirrors it with strided convolutions and LeakyReLU(0.2) and returns one
 logit per image. With num_classes > 0 both are class-conditional: the generator reads a
-learned label embedding beside z, the discriminator adds the projection term <embed(y), phi(x)>
-(Miyato & Koyama 2018). Imports only torch.
+learned label embedding beside z, or (conditional_bn) takes per-class scales and shifts in
+each BatchNorm; the discriminator adds the projection term <embed(y), phi(x)> (Miyato &
+Koyama 2018). spectral_norm divides every discriminator weight by its largest singular
+value (Miyato et al. 2018, SNGAN). Imports only torch.
 """
 
 import torch
 from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 NORMS = ("batch", "layer", "none")
 
@@ -44,6 +47,38 @@ def _labels_needed(labels, num_classes: int, n: int) -> None:
         raise ValueError(f"a class-conditional net needs labels of shape ({n},), got {None if labels is None else tuple(labels.shape)}")
 
 
+class ConditionalBatchNorm2d(nn.Module):
+    """BatchNorm2d whose scale and shift are looked up per class (de Vries et al. 2017; Miyato & Koyama 2018, sec. 4).
+
+    (B, C, H, W) features and (B,) integer labels in [0, num_classes) -> (B, C, H, W):
+    gamma[y] * (x - mean) / sqrt(var + eps) + beta[y], the statistics shared by all classes
+    (running ones in eval mode), gamma and beta K x C tables initialised as a BatchNorm's
+    affine (near 1 and 0).
+    """
+
+    def __init__(self, channels: int, num_classes: int):
+        super().__init__()
+        self.norm = nn.BatchNorm2d(channels, affine=False)
+        self.gamma = nn.Embedding(num_classes, channels)
+        self.beta = nn.Embedding(num_classes, channels)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.normal_(self.gamma.weight, 1.0, 0.02)  # DCGAN's norm-scale init (Radford et al. 2016)
+        nn.init.zeros_(self.beta.weight)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.gamma(labels).to(x.dtype), self.beta(labels).to(x.dtype)
+        return self.norm(x) * gamma[:, :, None, None] + beta[:, :, None, None]
+
+
+def _forward(layers: nn.Sequential, h: torch.Tensor, labels) -> torch.Tensor:
+    """Run `layers` in order, handing the labels to the conditional BatchNorms among them."""
+    for layer in layers:
+        h = layer(h, labels) if isinstance(layer, ConditionalBatchNorm2d) else layer(h)
+    return h
+
+
 class DCGANGenerator(nn.Module):
     """(B, latent_dim) noise (and (B,) labels if conditional) -> (B, C, H, W) image in [-1, 1].
 
@@ -52,35 +87,44 @@ class DCGANGenerator(nn.Module):
         latent_dim: size of z.
         base_channels: channels of the last hidden map; each earlier stage doubles them.
         num_classes: 0 (unconditional) or K: a K x latent_dim label embedding, N(0, 1) at
-            initialisation like z, is concatenated to z (Mirza & Osindero 2014).
+            initialisation like z, is concatenated to z (Mirza & Osindero 2014), or, with
+            conditional_bn, every BatchNorm is a ConditionalBatchNorm2d and z goes in alone.
+        conditional_bn: condition through per-class BatchNorm scales and shifts (the
+            generator of Miyato & Koyama 2018) instead of the concatenated embedding.
     Raises:
         ValueError: an image shape the stages cannot build; in forward, missing labels.
     """
 
-    def __init__(self, image_shape, latent_dim: int = 64, base_channels: int = 64, num_classes: int = 0):
+    def __init__(self, image_shape, latent_dim: int = 64, base_channels: int = 64, num_classes: int = 0, conditional_bn: bool = False):
         super().__init__()
         stages, side = dcgan_stages(image_shape)
         widths = [base_channels * 2**i for i in reversed(range(stages))]  # e.g. [256, 128, 64]
         self.num_classes = num_classes
+        cbn = bool(num_classes and conditional_bn)
+
+        def norm(channels):
+            return ConditionalBatchNorm2d(channels, num_classes) if cbn else nn.BatchNorm2d(channels)
+
+        concat = bool(num_classes and not cbn)
         self.project = nn.Sequential(
-            nn.Linear(latent_dim * (2 if num_classes else 1), widths[0] * side * side, bias=False),
+            nn.Linear(latent_dim * (2 if concat else 1), widths[0] * side * side, bias=False),
             nn.Unflatten(1, (widths[0], side, side)),
-            nn.BatchNorm2d(widths[0]),
+            norm(widths[0]),
             nn.ReLU(),
         )
         layers = []
         for c_in, c_out in zip(widths, widths[1:]):
-            layers += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=False), norm(c_out), nn.ReLU()]
         layers += [nn.ConvTranspose2d(widths[-1], image_shape[0], 4, stride=2, padding=1), nn.Tanh()]
         self.upsample = nn.Sequential(*layers)
         self.apply(_dcgan_init)
-        self.embed = nn.Embedding(num_classes, latent_dim) if num_classes else None  # default init N(0, 1)
+        self.embed = nn.Embedding(num_classes, latent_dim) if concat else None  # default init N(0, 1)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         _labels_needed(labels, self.num_classes, len(z))
         if self.embed is not None:
             z = torch.cat([z, self.embed(labels).to(z.dtype)], dim=1)
-        return self.upsample(self.project(z))
+        return _forward(self.upsample, _forward(self.project, z, labels), labels)
 
 
 class DCGANDiscriminator(nn.Module):
@@ -95,12 +139,19 @@ class DCGANDiscriminator(nn.Module):
             psi the linear head on it, phi(x) = h(x) summed over positions (their global sum
             pooling; one value per channel) and embed a K x channels table initialised
             N(0, 0.02) as the other weights.
+        spectral_norm: every convolution, the head and the projection table divided by its
+            largest singular value, estimated by one power iteration per training forward
+            (Miyato et al. 2018): each layer 1-Lipschitz. Needs norm "none" (SNGAN's
+            discriminator has no other normalisation).
     Raises:
-        ValueError: an image shape the stages cannot take, or an unknown norm; in forward, missing labels.
+        ValueError: an image shape the stages cannot take, an unknown norm, or spectral_norm
+        with a norm other than "none"; in forward, missing labels.
     """
 
-    def __init__(self, image_shape, base_channels: int = 64, norm: str = "batch", num_classes: int = 0):
+    def __init__(self, image_shape, base_channels: int = 64, norm: str = "batch", num_classes: int = 0, spectral_norm: bool = False):
         super().__init__()
+        if spectral_norm and norm != "none":
+            raise ValueError(f"a spectrally normalised discriminator takes norm 'none', got '{norm}'")
         stages, side = dcgan_stages(image_shape)
         widths = [base_channels * 2**i for i in range(stages)]  # e.g. [64, 128, 256]
         layers = [nn.Conv2d(image_shape[0], widths[0], 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
@@ -111,6 +162,9 @@ class DCGANDiscriminator(nn.Module):
         self.num_classes = num_classes
         self.embed = nn.Embedding(num_classes, widths[-1]) if num_classes else None
         self.apply(_dcgan_init)
+        if spectral_norm:  # after the init: the parametrisation divides the initialised weights
+            for module in [m for m in self.modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding))]:
+                _spectral_norm(module)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         _labels_needed(labels, self.num_classes, len(x))
@@ -127,6 +181,8 @@ def _dcgan_init(module: nn.Module) -> None:
         nn.init.normal_(module.weight, 0.0, 0.02)
         if getattr(module, "bias", None) is not None:
             nn.init.zeros_(module.bias)
-    elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)):
+    elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)) and module.weight is not None:
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
+    elif isinstance(module, ConditionalBatchNorm2d):  # after its tables (apply visits children first)
+        module.reset_parameters()

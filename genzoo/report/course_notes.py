@@ -45,13 +45,17 @@ RULES = {
                           "the seeds cannot separate Stable from Unstable, and the cell says so.",
     "Control over generation": "class-conditional runs: the domain classifier's accuracy on samples asked for a class: "
                                "Flexible if ≥ 0.9, Moderate if ≥ 0.6, else Limited; not measured without conditional runs.",
-    "Facial manipulation": "not measured yet: editing is measured in a later issue.",
+    "Facial manipulation": "editing measured on the data's classes (genzoo/evaluation/editing.py): codes of class a moved "
+                           "across a linear class boundary by alpha = 1 step of the class-mean gap: Yes if at least half "
+                           "the edits flip to class b (edit_flip_rate ≥ 0.5) while at least half keep their identity "
+                           "(edit_preservation ≥ 0.5); else No. A family without a latent code to move: No.",
     "Novelty": "High if recall (classifier features, k = 3) ≥ 0.5 and the memorisation rate ≤ 0.05; else Limited.",
     "Resource intensity": "FLOPs to draw one sample (at equal training time, training cost is equal by construction): "
                           "High if > 1e10, Moderate if > 1e8, else Low.",
 }
 
 CV_LIMIT, CURVE_RISE, QUALITY_CUTS, SPEED_NFE = 0.20, 1.5, ((2, "Exceptional"), (5, "High"), (20, "Moderate")), 10
+EDIT_FLIP, EDIT_PRESERVATION = 0.5, 0.5
 
 
 @dataclass
@@ -61,7 +65,9 @@ class FamilyFacts:
     fid, floor: classifier FID and the real-data floor at the same n; fid_per_seed: each
     completed seed's final FID; curves: each seed's quality-curve values in order;
     diverged: runs that diverged; nfe, images_per_second, flops_per_sample: sampling cost;
-    recall, memorisation: novelty; control_accuracy: from class-conditional runs, or None.
+    recall, memorisation: novelty; control_accuracy: from class-conditional runs, or None;
+    has_latent: whether the family has a latent code to edit (None: not known); edit_flip_rate,
+    edit_preservation: editing at the reported alpha, or None.
     """
 
     family: str
@@ -77,6 +83,9 @@ class FamilyFacts:
     recall: float | None = None
     memorisation: float | None = None
     control_accuracy: float | None = None
+    has_latent: bool | None = None
+    edit_flip_rate: float | None = None
+    edit_preservation: float | None = None
 
 
 @dataclass
@@ -141,6 +150,15 @@ def control(f: FamilyFacts) -> tuple[str, str]:
     return ("Flexible" if acc >= 0.9 else "Moderate" if acc >= 0.6 else "Limited"), f"class accuracy {acc:.3f}"
 
 
+def manipulation(f: FamilyFacts) -> tuple[str, str]:
+    if f.has_latent is False:
+        return "No", "no latent code to move"
+    if f.edit_flip_rate is None or f.edit_preservation is None:
+        return NOT_MEASURED, ""
+    word = "Yes" if f.edit_flip_rate >= EDIT_FLIP and f.edit_preservation >= EDIT_PRESERVATION else "No"
+    return word, f"flip rate {f.edit_flip_rate:.3f}, preservation {f.edit_preservation:.3f}"
+
+
 def novelty(f: FamilyFacts) -> tuple[str, str]:
     if f.recall is None or f.memorisation is None:
         return NOT_MEASURED, ""
@@ -167,7 +185,7 @@ def cells(facts: list[FamilyFacts]) -> dict[str, dict[str, list[tuple[str, Cell]
             continue
         measured = {
             "Quality": quality(f), "Speed": speed(f), "Control over generation": control(f),
-            "Facial manipulation": (NOT_MEASURED, ""), "Novelty": novelty(f), "Resource intensity": resources(f),
+            "Facial manipulation": manipulation(f), "Novelty": novelty(f), "Resource intensity": resources(f),
         }
         word, evidence, caveat = stability(f)
         measured["Training stability"] = (word, evidence)

@@ -179,6 +179,8 @@ def _facts(runs: list[dict], m: float) -> list[FamilyFacts]:
             images_per_second=mean(lambda x: x.timing.get("sample_images_per_second")),
             flops_per_sample=mean(lambda x: x.resources.get("flops_per_sample")), recall=mean(lambda x: x.metrics.get("recall_classifier")),
             memorisation=mean(lambda x: x.metrics.get("memorisation_rate")), control_accuracy=mean(lambda x: x.metrics.get("control_accuracy")),
+            has_latent=families.get(family).latent is not None if family in families.names() else None,
+            edit_flip_rate=mean(lambda x: x.metrics.get("edit_flip_rate")), edit_preservation=mean(lambda x: x.metrics.get("edit_preservation")),
         ))
     return facts
 

@@ -19,8 +19,9 @@ from genzoo.config import check_edit_classes, prepare, validate
 from genzoo.data.datamodule import to_unit_range
 from genzoo.errors import ConfigError, Interrupted, TrainingFailed
 from genzoo.evaluation import comparison
+from genzoo.evaluation.editing import edit_run
 from genzoo.evaluation.figures import write_guidance_tradeoff
-from genzoo.evaluation.latent import write_latent_pictures
+from genzoo.evaluation.latent import DEFAULT_EDIT_SAMPLES, write_latent_pictures
 from genzoo.metrics.control import control_metrics
 from genzoo.metrics.harness import build_extractor, curve_scorer, eval_cache_dir, evaluate
 from genzoo.metrics.resources import flops_per_sample, peak_memory, reset_peak_memory
@@ -286,8 +287,13 @@ def score(r: Run) -> tuple[dict, dict, dict, float] | None:
     if not r.trainer.is_global_zero:
         return None
     sampling = _write_pictures(model, data, r.run_dir, site_seed("grid", cfg.seed), r.budget["grid_samples"])
-    write_latent_pictures(model, data, r.run_dir, site_seed("grid", cfg.seed), cfg.get("edit_classes"))
+    write_latent_pictures(model, data, r.run_dir, site_seed("grid", cfg.seed))
     metrics, cards = evaluate(model.sample, data, cfg.eval, n_eval, cfg.seed, r.run_dir, device=model.device, fake=fake)
+    if classifier:  # editing labels and scores its images with the domain classifier
+        editing, editing_cards = edit_run(model, data, cfg.eval, cfg.get("edit_classes"), r.budget.get("edit_samples", DEFAULT_EDIT_SAMPLES),
+                                          site_seed("editing", cfg.seed), r.run_dir)
+        metrics.update(editing)
+        cards.update(editing_cards)
     if classifier:
         metrics["floor"] = comparison.floor(data, cfg.eval, n_eval, cfg.seed, model.device)
         if choice is not None:
