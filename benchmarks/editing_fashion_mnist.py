@@ -63,7 +63,7 @@ def main() -> int:
                   f"class-mean flip / preservation | manipulation | seconds |\n|{'---|' * 11}")
             first = False
         if record.model == "gan":
-            result["gan"][str(path)] = _gan_row(record, cfg)
+            result["gan"][str(path)] = _gan_row(record, model)
         if model.latent_space is None or model.conditional:
             continue
         cache_dir = default_cache_dir()
@@ -97,17 +97,11 @@ def main() -> int:
     return 0
 
 
-def _gan_row(record: RunRecord, cfg) -> dict:
-    """A GAN run's conditioning (from its config; the defaults of genzoo/models/gan.py when a key predates it) and scores."""
-    conditional = bool(cfg.model.get("conditional"))
-    sn = cfg.model.get("spectral_norm")
-    sn = conditional if sn is None else sn
-    cbn = cfg.model.get("conditional_bn")
-    cbn = conditional and (cbn is None or cbn)
-    if "spectral_norm" not in cfg.model:  # a run from before the option: BatchNorm D, embedding beside z
-        sn, cbn = False, False
-    return {"conditional": conditional, "discriminator": "spectral norm" if sn else "BatchNorm",
-            "generator": ("conditional BatchNorm" if cbn else "embedding beside z") if conditional else "-",
+def _gan_row(record: RunRecord, model) -> dict:
+    """A GAN run's conditioning (as its loaded model resolved it) and scores."""
+    conditional = model.conditional
+    return {"conditional": conditional, "discriminator": "spectral norm" if model.spectral_norm else "BatchNorm",
+            "generator": ("conditional BatchNorm" if model.conditional_bn else "embedding beside z") if conditional else "-",
             "fid_classifier": record.metrics.get("fid_classifier"), "recall": record.metrics.get("recall_classifier"),
             "control_accuracy": record.metrics.get("control_accuracy"), "epochs": record.timing.get("epochs"),
             "train_seconds": record.timing.get("train_seconds")}

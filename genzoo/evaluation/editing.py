@@ -44,7 +44,7 @@ import torch
 from matplotlib.figure import Figure
 
 from genzoo.artifacts import save_figure, save_grid
-from genzoo.data.datamodule import to_unit_range
+from genzoo.evaluation.latent import encode_all
 from genzoo.metrics.frechet import feature_statistics, frechet_distance
 from genzoo.metrics.harness import extract, real_features
 from genzoo.metrics.kid import kernel_distance
@@ -53,6 +53,7 @@ ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 REPORTED_ALPHA = 1.0
 DIRECTIONS = ("boundary", "class_mean")
 MIN_CODES = 2  # codes of each class needed in the fitting half, and sources in the editing half
+DEFAULT_EDIT_SAMPLES = 2000  # labelled codes when a run's budget predates budget.edit_samples
 
 
 @dataclass
@@ -159,9 +160,7 @@ def labelled_codes(model, data, extractor, n: int, seed: int, batch_size: int) -
     """
     if model.latent_space == "encoder":
         n = min(n, len(data.test_images))
-        codes = torch.cat([model.encode_latents(to_unit_range(data.test_images[i : min(i + batch_size, n)]).to(model.device)).cpu()
-                           for i in range(0, n, batch_size)])
-        return codes, data.test_labels[:n].clone()
+        return encode_all(model, data.test_images[:n], batch_size), data.test_labels[:n].clone()
     codes = model.prior_latents(n, torch.Generator().manual_seed(seed)).cpu()
     _, logits = extract(extractor, lambda a, b: decode(model, codes[a:b]), n, batch_size)
     return codes, logits.argmax(1)

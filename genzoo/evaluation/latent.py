@@ -36,8 +36,6 @@ from matplotlib.figure import Figure
 from genzoo.artifacts import save_figure, save_grid
 from genzoo.data.datamodule import to_unit_range
 
-DEFAULT_EDIT_SAMPLES = 2000  # labelled codes for editing when a run's budget predates budget.edit_samples
-
 
 def lerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """(1 - t) z0 + t z1 for codes z0, z1 (D...) and fractions t (S,): returns (S, D...)."""
@@ -180,7 +178,7 @@ def main(argv=None) -> None:
     from genzoo.artifacts import write_json
     from genzoo.config import check_edit_classes
     from genzoo.errors import ConfigError, GenzooError, exit_with_error
-    from genzoo.evaluation.editing import edit_run
+    from genzoo.evaluation.editing import DEFAULT_EDIT_SAMPLES, edit_run
     from genzoo.families import registry
     from genzoo.models.build import load_trained, locate, read_run_config
     from genzoo.protocol import site_seed

@@ -19,9 +19,9 @@ from genzoo.config import check_edit_classes, prepare, validate
 from genzoo.data.datamodule import to_unit_range
 from genzoo.errors import ConfigError, Interrupted, TrainingFailed
 from genzoo.evaluation import comparison
-from genzoo.evaluation.editing import edit_run
+from genzoo.evaluation.editing import DEFAULT_EDIT_SAMPLES, edit_run
 from genzoo.evaluation.figures import write_guidance_tradeoff
-from genzoo.evaluation.latent import DEFAULT_EDIT_SAMPLES, write_latent_pictures
+from genzoo.evaluation.latent import write_latent_pictures
 from genzoo.metrics.control import control_metrics
 from genzoo.metrics.harness import build_extractor, curve_scorer, eval_cache_dir, evaluate
 from genzoo.metrics.resources import flops_per_sample, peak_memory, reset_peak_memory
