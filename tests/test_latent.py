@@ -9,7 +9,8 @@ import torch
 from genzoo import load_config, run
 from genzoo.data.datamodule import to_unit_range
 from genzoo.errors import ConfigError
-from genzoo.evaluation.latent import interpolation_grid, latent_map, lerp, main, slerp
+from genzoo.evaluation.latent import interpolation_grid, latent_map, lerp, slerp
+from genzoo.latent import main
 from genzoo.models.ddpm import DDPM
 from genzoo.models.gan import GAN
 from genzoo.models.pixelcnn import PixelCNN
