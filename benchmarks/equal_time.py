@@ -22,9 +22,13 @@ keeps the load sampled while it trained (protocol.hardware.load_while_training).
 Nor on a machine whose speed changes under it. A virtual machine's host can slow it by half
 for minutes at a time with nothing visible inside it (the gan seed-2 run of 2026-12-03 trained
 652 images/s against its seeds' 1,339-1,369). So before each run the sweep measures the
-machine (genzoo/metrics/machine_speed.py) against the median of the records already in
-`<out>/runs` and, while it is more than --speed-tolerance times slower, waits (up to
---wait-minutes, re-measuring every minute), then stops if it is still slow. After each run it
+machine against the records already in `<out>/runs`: its convolution probe
+(genzoo/metrics/machine_speed.py) against their median probe, and the GAN's training
+images/s over 20 steps (genzoo/metrics/training_speed.py; about 10 s) against the GAN
+records' median, which sees hosts the probe does not (one read 70-144 GFLOP/s, as fast as
+the table's machine, and trained the GAN at half its speed). While either is more than
+--speed-tolerance times slower it waits (up to --wait-minutes, re-measuring every minute),
+then stops if the machine is still slow. After each run it
 compares the record's training images/s with the median of the same family's records there
 (the first record of a family: its speed probe with the records' median); a record that fell
 short by more than --speed-tolerance is not added to runs/ but kept, with the reason, in
@@ -98,7 +102,8 @@ def main(argv=None) -> int:
         if args.dry_run:
             continue
         _warn_if_busy()
-        slow = _wait_for_speed(out / "runs", args.speed_tolerance, args.wait_minutes)
+        slow = _wait_for_speed(out / "runs", args.speed_tolerance, args.wait_minutes, [f"data={args.data}", f"hardware={args.hardware}"],
+                               _device(args.hardware))
         if slow:
             print(f"== stopping: {slow}; run the same command when the machine is back to speed", flush=True)
             return 3
@@ -172,27 +177,60 @@ def _median_probe(records: list[RunRecord]) -> float | None:
     return statistics.median(probes) if probes else None
 
 
-def _wait_for_speed(runs: Path, tolerance: float, wait_minutes: float) -> str | None:
-    """Wait while the machine measures more than `tolerance` times slower than the records in `runs`; None once it is not.
+STEP_FAMILY = "gan"  # the family whose training step the sweep times before each run (about 10 s on a 2-core CPU)
 
-    Returns why it stopped waiting (still slow after `wait_minutes`), or None (at speed, or no
-    record with a speed probe to compare with).
+
+def _slow_now(records: list[RunRecord], tolerance: float, overrides: list[str], device: str) -> str | None:
+    """Why the machine is more than `tolerance` times slower than the one `records` came from right now, or None.
+
+    Two readings, the cheap one first: the convolution probe against the records' median
+    probe, then (when STEP_FAMILY has records) STEP_FAMILY's training images/s over 20 steps,
+    composed with `overrides` (data, hardware), against those records' median
+    train_images_per_second. The second sees slow machines the first does not. Both on
+    `device` ("cpu" or "cuda"), where the runs train.
     """
     from genzoo.metrics.machine_speed import conv_gflops
+    from genzoo.metrics.training_speed import training_images_per_second
 
-    median = _median_probe(_records(runs))
-    if median is None:
-        return None
-    target = median / tolerance
+    median = _median_probe(records)
+    if median is not None:
+        now = conv_gflops(device, seconds=2.0)["conv_gflops"]
+        if now * tolerance < median:
+            return f"the machine measures {now:.1f} GFLOP/s, below {median / tolerance:.1f} (the records' median {median:.1f} / {tolerance:g})"
+    step_records = [r.timing["train_images_per_second"] for r in records
+                    if r.model == STEP_FAMILY and r.timing.get("train_images_per_second")]
+    if step_records:
+        median = statistics.median(step_records)
+        now = training_images_per_second([f"model={STEP_FAMILY}", *overrides], device=device)
+        if now * tolerance < median:
+            return (f"the machine trains the {STEP_FAMILY} at {now:.0f} images/s, below {median / tolerance:.0f} "
+                    f"(its records' median {median:.0f} / {tolerance:g})")
+    return None
+
+
+def _wait_for_speed(runs: Path, tolerance: float, wait_minutes: float, overrides: list[str], device: str = "cpu") -> str | None:
+    """Wait while the machine measures more than `tolerance` times slower than the records in `runs` (_slow_now); None once it is not.
+
+    Returns why it stopped waiting (still slow after `wait_minutes`), or None (at speed, or no
+    record to compare with).
+    """
+    records = _records(runs)
     deadline = time.time() + 60 * wait_minutes
     while True:
-        now = conv_gflops(seconds=2.0)["conv_gflops"]
-        if now >= target:
+        slow = _slow_now(records, tolerance, overrides, device)
+        if slow is None:
             return None
         if time.time() >= deadline:
-            return f"the machine measures {now:.1f} GFLOP/s, below {target:.1f} (the records' median {median:.1f} / {tolerance:g})"
-        print(f"== the machine measures {now:.1f} GFLOP/s, below {target:.1f}: waiting a minute", flush=True)
+            return slow
+        print(f"== {slow}: waiting a minute", flush=True)
         time.sleep(60)
+
+
+def _device(hardware: str) -> str:
+    """Where runs under the hardware preset `hardware` train: "cpu" for the cpu preset or without a GPU, else "cuda"."""
+    import torch
+
+    return "cuda" if hardware != "cpu" and torch.cuda.is_available() else "cpu"
 
 
 def _completed(path: Path) -> bool:

@@ -13,58 +13,20 @@ what ran.
 """
 
 import argparse
-import time
 
-import lightning as L
 import torch
 
 from genzoo import protocol
 from genzoo.config import load_config
-from genzoo.data import ImageDataModule
 from genzoo.families import names
-from genzoo.models.build import build_model
-
-
-class StepTimer(L.Callback):
-    """Wall time of the training batches after the first `warmup` (CUDA synchronised)."""
-
-    def __init__(self, warmup: int):
-        self.warmup, self.images, self.start, self.seconds = warmup, 0, None, 0.0
-
-    def on_train_batch_start(self, trainer, module, batch, batch_idx):
-        if batch_idx >= self.warmup:
-            _sync()
-            self.start = time.perf_counter()
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        if self.start is not None:
-            _sync()
-            self.seconds += time.perf_counter() - self.start
-            self.images += len(batch[0])
-            self.start = None
-
-
-def _sync():
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.synchronize()
+from genzoo.metrics.training_speed import training_images_per_second
 
 
 def images_per_second(family: str, fast: bool, device: torch.device, warmup: int, steps: int) -> tuple[float, str]:
-    cfg = load_config([f"model={family}", "data=fashion_mnist", "hardware=gpu_fast"])
-    preset = cfg.hardware  # as the family gets it (load_config applies the likelihood precision rule)
+    overrides = [f"model={family}", "data=fashion_mnist", "hardware=gpu_fast"]
+    preset = load_config(overrides).hardware  # as the family gets it (load_config applies the likelihood precision rule)
     precision = preset["precision"] if fast and device.type == "cuda" else "32-true"
-    data = ImageDataModule("fashion_mnist", batch_size=128)
-    data.setup("fit")
-    L.seed_everything(0, verbose=False)
-    model = build_model(cfg.model, data.image_shape, data.num_classes)
-    if fast:
-        model.speed_up(preset["compile"], preset["channels_last"], preset["fused_optimizer"])
-    timer = StepTimer(warmup)
-    trainer = L.Trainer(accelerator=device.type, devices=1, precision=precision, max_epochs=1, limit_train_batches=warmup + steps,
-                        limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=[timer])
-    trainer.fit(model, datamodule=data)
-    return timer.images / timer.seconds, precision
+    return training_images_per_second(overrides, steps, warmup, device, speed_up=fast, precision=precision), precision
 
 
 def main():

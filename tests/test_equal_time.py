@@ -282,15 +282,43 @@ def test_the_sweep_waits_for_a_slow_machine_and_stops_if_it_stays_slow(tmp_path,
     import genzoo.metrics.machine_speed as machine_speed
 
     sweep, runs = _sweep_module(), tmp_path / "runs"
-    assert sweep._wait_for_speed(runs, 1.25, 0) is None  # nothing to compare with
+    assert sweep._wait_for_speed(runs, 1.25, 0, []) is None  # nothing to compare with
     _with_speed(_record(runs, "ae", 0, 10, fid=171.0), 4202, 128.0)
     readings, naps = iter([60.0, 90.0, 110.0]), []
-    monkeypatch.setattr(machine_speed, "conv_gflops", lambda seconds: {"conv_gflops": next(readings)})
+    monkeypatch.setattr(machine_speed, "conv_gflops", lambda device, seconds: {"conv_gflops": next(readings)})
     monkeypatch.setattr(sweep.time, "sleep", naps.append)
-    assert sweep._wait_for_speed(runs, 1.25, 30) is None  # 110 >= 128 / 1.25 = 102.4 at the third reading
+    assert sweep._wait_for_speed(runs, 1.25, 30, []) is None  # 110 >= 128 / 1.25 = 102.4 at the third reading
     assert naps == [60, 60]
-    monkeypatch.setattr(machine_speed, "conv_gflops", lambda seconds: {"conv_gflops": 70.0})
-    assert sweep._wait_for_speed(runs, 1.25, 0) == "the machine measures 70.0 GFLOP/s, below 102.4 (the records' median 128.0 / 1.25)"
+    monkeypatch.setattr(machine_speed, "conv_gflops", lambda device, seconds: {"conv_gflops": 70.0})
+    assert sweep._wait_for_speed(runs, 1.25, 0, []) == "the machine measures 70.0 GFLOP/s, below 102.4 (the records' median 128.0 / 1.25)"
+
+
+def test_a_machine_whose_probe_passes_but_trains_the_gan_slowly_is_held_back(tmp_path, monkeypatch):
+    """The fifth session's host: a probe as fast as the table's machine, the GAN trained at half speed."""
+    import genzoo.metrics.machine_speed as machine_speed
+    import genzoo.metrics.training_speed as training_speed
+
+    sweep, runs = _sweep_module(), tmp_path / "runs"
+    _with_speed(_record(runs, "gan", 0, 10, fid=58.0), 1369, 128.0)
+    _with_speed(_record(runs, "gan", 1, 10, fid=61.0), 1339, 137.2)
+    monkeypatch.setattr(machine_speed, "conv_gflops", lambda device, seconds: {"conv_gflops": 139.0})
+    asked = []
+    monkeypatch.setattr(training_speed, "training_images_per_second", lambda overrides, device: asked.append((overrides, device)) or 660.0)
+    records = sweep._records(runs)
+    assert sweep._slow_now(records, 1.25, ["data=fashion_mnist", "hardware=cpu"], "cpu") == (
+        "the machine trains the gan at 660 images/s, below 1083 (its records' median 1354 / 1.25)")
+    assert asked == [(["model=gan", "data=fashion_mnist", "hardware=cpu"], "cpu")]
+    monkeypatch.setattr(training_speed, "training_images_per_second", lambda overrides, device: 1200.0)
+    assert sweep._slow_now(records, 1.25, [], "cpu") is None
+
+
+def test_the_training_speed_measure_times_real_steps_and_rejects_bad_counts():
+    from genzoo.metrics.training_speed import training_images_per_second
+
+    speed = training_images_per_second(["model=gan", "data=fashion_mnist", "hardware=cpu", "model.base_channels=8"], steps=2, warmup=1)
+    assert 10 < speed < 1e6  # two real batches of 128 on this CPU
+    with pytest.raises(ValueError, match="steps >= 1"):
+        training_images_per_second(["model=gan"], steps=0)
 
 
 # --- course notes -------------------------------------------------------------------------------------------
