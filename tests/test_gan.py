@@ -60,7 +60,7 @@ def _gan(**kw):
 def _fit(model, batches: int):
     torch.manual_seed(0)
     images = torch.rand(16 * batches, 1, 28, 28) * 2 - 1
-    loader = DataLoader(TensorDataset(images, torch.zeros(len(images))), batch_size=16)
+    loader = DataLoader(TensorDataset(images, torch.zeros(len(images), dtype=torch.long)), batch_size=16)
     trainer = L.Trainer(
         max_epochs=1, limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, accelerator="cpu",
@@ -195,3 +195,16 @@ def test_the_conditional_gan_pairs_conditional_batch_norm_with_a_spectrally_norm
     gan = _gan()
     assert not gan.spectral_norm and not gan.conditional_bn  # the unconditional DCGAN as before unless asked
     assert _gan(spectral_norm=True).spectral_norm
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+def test_the_ema_generator_samples_with_batchnorm_statistics_of_its_own(conditional):
+    """After training, the EMA copy's running statistics are its own activations' (not the live G's), the same each time."""
+    model = _gan(ema_decay=0.9, conditional=conditional, num_classes=10 if conditional else 0)
+    _fit(model, batches=3)
+    live = [m.running_mean.clone() for m in model.generator.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    first = model.sample(8, generator=torch.Generator().manual_seed(1))
+    own = [m.running_mean.clone() for m in model.ema.module.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(own) == len(live) > 0 and not all(torch.allclose(a, b) for a, b in zip(own, live))
+    assert torch.equal(first, model.sample(8, generator=torch.Generator().manual_seed(1)))
+    assert "standing statistics" in model.protocol()["sampler"]

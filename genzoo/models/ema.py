@@ -33,3 +33,33 @@ def update_ema(ema: AveragedModel, net: nn.Module) -> None:
     ema.update_parameters(net)
     for averaged, current in zip(ema.module.buffers(), net.buffers()):
         averaged.copy_(current)
+
+
+@torch.no_grad()
+def standing_statistics(net: nn.Module, draw_inputs, batches: int = 16) -> None:
+    """Re-estimate `net`'s BatchNorm running statistics from its own activations ("standing statistics", Brock et al. 2019).
+
+    An EMA copy's weights are an average over many steps, so the running statistics copied
+    from the live net (update_ema) describe another net's activations. This resets each
+    BatchNorm's statistics and runs `net` in train mode on `batches` inputs,
+    `net(*draw_inputs(i))` for i in 0..batches-1, with momentum None, so the running mean
+    and variance become the plain averages of the per-batch means and unbiased variances;
+    momenta and the train/eval mode are restored after. No gradient is taken and no
+    parameter changes. A net without BatchNorm is left as it is.
+    Raises ValueError for batches < 1.
+    """
+    if batches < 1:
+        raise ValueError(f"standing statistics need batches >= 1, got {batches}")
+    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms:
+        return
+    momenta, was_training = [m.momentum for m in norms], net.training
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches
+    net.train()
+    for i in range(batches):
+        net(*draw_inputs(i))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    net.train(was_training)

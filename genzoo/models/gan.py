@@ -3,7 +3,7 @@
 import torch
 
 from genzoo.models.base import GenerativeModel
-from genzoo.models.ema import ema_copy, update_ema
+from genzoo.models.ema import ema_copy, standing_statistics, update_ema
 from genzoo.models.gan_losses import GAN_LOSSES, discriminator_loss, generator_loss, gradient_penalty
 from genzoo.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 
@@ -11,6 +11,7 @@ from genzoo.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 # DCGAN (Radford et al. 2016) for ns and hinge, Gulrajani et al. 2017 for wgan-gp.
 DEFAULT_BETAS = {"ns": (0.5, 0.999), "hinge": (0.5, 0.999), "wgan-gp": (0.0, 0.9)}
 DEFAULT_N_CRITIC = {"ns": 1, "hinge": 1, "wgan-gp": 5}
+EMA_STAT_BATCHES, EMA_STAT_BATCH = 16, 128  # draws that give the EMA generator its BatchNorm statistics (~0.3 s on a CPU)
 
 
 class GAN(GenerativeModel):
@@ -19,7 +20,9 @@ class GAN(GenerativeModel):
     Manual optimisation: each training step updates D once on the batch, and G once every
     `n_critic` steps, with separate Adam optimisers. The critic of wgan-gp uses per-sample
     (layer) normalisation, since the gradient penalty is per image; ns and hinge use
-    BatchNorm as DCGAN. With `ema_decay` set, an EMA copy of G draws the samples.
+    BatchNorm as DCGAN. With `ema_decay` set, an EMA copy of G draws the samples, with
+    BatchNorm statistics re-estimated on its own activations before it samples (standing
+    statistics, Brock et al. 2019; the live G's would describe another net).
 
     Logged per step: train/d_loss, train/g_loss, train/d_real and train/d_fake (mean
     D(x) and D(G(z)): probabilities for ns, raw critic values otherwise), train/gp
@@ -92,6 +95,7 @@ class GAN(GenerativeModel):
         norm = "none" if self.spectral_norm else "layer" if loss == "wgan-gp" else "batch"
         self.discriminator = DCGANDiscriminator(image_shape, base_channels, norm, self.num_classes, self.spectral_norm)
         self.ema = None if ema_decay is None else ema_copy(self.generator, ema_decay)
+        self._ema_statistics_stale = True  # the EMA copy's BatchNorm statistics are re-estimated before it next samples
 
     def configure_optimizers(self):
         return (
@@ -146,6 +150,7 @@ class GAN(GenerativeModel):
         self.untoggle_optimizer(opt_g)
         if self.ema is not None:
             update_ema(self.ema, self.generator)
+            self._ema_statistics_stale = True
         return {"g_loss": g_loss.detach(), "g_grad_norm": g_grad_norm}
 
     def _noise(self, n: int) -> torch.Tensor:
@@ -168,7 +173,21 @@ class GAN(GenerativeModel):
         self._held_out_step(batch, "test_")
 
     def _sampling_net(self):
-        return self.generator if self.ema is None else self.ema.module
+        """G, or its EMA copy with BatchNorm statistics of its own (standing_statistics over EMA_STAT_BATCHES fixed draws)."""
+        if self.ema is None:
+            return self.generator
+        if self._ema_statistics_stale:
+            rng = torch.Generator(device=self.device).manual_seed(0)  # fixed draws: sampling stays a function of the weights alone
+            k = max(self.num_classes, 1)
+
+            def draw(i):
+                z = torch.randn(EMA_STAT_BATCH, self.latent_dim, generator=rng, device=self.device)
+                labels = torch.arange(EMA_STAT_BATCH, device=self.device) % k if self.conditional else None
+                return z, labels
+
+            standing_statistics(self.ema.module, draw, EMA_STAT_BATCHES)
+            self._ema_statistics_stale = False
+        return self.ema.module
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -198,7 +217,8 @@ class GAN(GenerativeModel):
             "loss": self.loss_name,
             "n_critic": self.n_critic,
             "betas": list(self.betas),
-            "sampler": "one generator pass" + (" (EMA weights)" if self.ema is not None else "")
+            "sampler": "one generator pass" + (f" (EMA weights, BatchNorm statistics re-estimated on {EMA_STAT_BATCHES} x {EMA_STAT_BATCH} "
+                                                "fixed draws: standing statistics, Brock et al. 2019)" if self.ema is not None else "")
             + (f"; class-conditional ({'conditional BatchNorm' if self.conditional_bn else 'label embedding'} in G, "
                "projection D), balanced labels" if self.conditional else ""),
             "discriminator": ("spectral normalisation (Miyato et al. 2018)" if self.spectral_norm
