@@ -22,15 +22,18 @@ keeps the load sampled while it trained (protocol.hardware.load_while_training).
 Nor on a machine whose speed changes under it. A virtual machine's host can slow it by half
 for minutes at a time with nothing visible inside it (the gan seed-2 run of 2026-12-03 trained
 652 images/s against its seeds' 1,339-1,369). So before each run the sweep measures the
-machine against the records already in `<out>/runs`: its convolution probe
-(genzoo/metrics/machine_speed.py) against their median probe, and the GAN's training
-images/s over 20 steps (genzoo/metrics/training_speed.py; about 10 s) against the GAN
-records' median, which sees hosts the probe does not (one read 70-144 GFLOP/s, as fast as
-the table's machine, and trained the GAN at half its speed). While either is more than
+machine against the records already in `<out>/runs`: the GAN's training images/s over
+20 steps (genzoo/metrics/training_speed.py; about 10 s) against the GAN records' median,
+or, before the GAN has a record there, the convolution probe
+(genzoo/metrics/machine_speed.py) against the records' median probe. The step sees hosts
+the probe does not (one read 70-144 GFLOP/s, as fast as the table's machine, and trained
+the GAN at half its speed; its probe moved between 59 and 139 while its training speed
+held). While the machine is more than
 --speed-tolerance times slower it waits (up to --wait-minutes, re-measuring every minute),
 then stops if the machine is still slow. After each run it
 compares the record's training images/s with the median of the same family's records there
-(the first record of a family: its speed probe with the records' median); a record that fell
+(the first record of a family, before the GAN has one: its speed probe with the records'
+median); a record that fell
 short by more than --speed-tolerance is not added to runs/ but kept, with the reason, in
 `<out>/withdrawn/slow-machine-period/`, and its run directory is set aside so that the next
 sweep trains it again.
@@ -155,7 +158,9 @@ def _fell_short(record: RunRecord, runs: Path, tolerance: float) -> str | None:
     """Why `record` trained on a machine slower than its peers' by more than `tolerance`, or None.
 
     Its training images/s against the median of the same family's completed records in `runs`;
-    for a family's first record, its speed probe against the median probe of all records there.
+    for a family's first record, nothing once STEP_FAMILY has records there (the GAN's step
+    timed before the run was the check: the probe is too noisy to overrule it), else its speed
+    probe against the median probe of all records there.
     """
     records = _records(runs)
     others = [r for r in records if r.model == record.model and r.run_id != record.run_id]
@@ -164,6 +169,8 @@ def _fell_short(record: RunRecord, runs: Path, tolerance: float) -> str | None:
         median = statistics.median(r.timing["train_images_per_second"] for r in others)
         if speed * tolerance < median:
             return f"trained {speed:.0f} images/s, against the median {median:.0f} of its family's {len(others)} record(s)"
+        return None
+    if any(r.model == STEP_FAMILY and r.run_id != record.run_id for r in records):
         return None
     median, mine = _median_probe(records), _probe(record)
     if median and mine and mine * tolerance < median:
@@ -183,20 +190,17 @@ STEP_FAMILY = "gan"  # the family whose training step the sweep times before eac
 def _slow_now(records: list[RunRecord], tolerance: float, overrides: list[str], device: str) -> str | None:
     """Why the machine is more than `tolerance` times slower than the one `records` came from right now, or None.
 
-    Two readings, the cheap one first: the convolution probe against the records' median
-    probe, then (when STEP_FAMILY has records) STEP_FAMILY's training images/s over 20 steps,
-    composed with `overrides` (data, hardware), against those records' median
-    train_images_per_second. The second sees slow machines the first does not. Both on
-    `device` ("cpu" or "cuda"), where the runs train.
+    Where STEP_FAMILY has records, its training images/s over 20 steps, composed with
+    `overrides` (data, hardware), against those records' median train_images_per_second
+    decides; otherwise the convolution probe against the records' median probe. The step
+    sees what the probe does not, both ways: one host read 70-144 GFLOP/s on the probe, as
+    fast as the table's machine, and trained at half its speed; the same host's probe moved
+    between 59 and 139 GFLOP/s while it trained the GAN at a steady 606-660 images/s. Both
+    on `device` ("cpu" or "cuda"), where the runs train.
     """
     from genzoo.metrics.machine_speed import conv_gflops
     from genzoo.metrics.training_speed import training_images_per_second
 
-    median = _median_probe(records)
-    if median is not None:
-        now = conv_gflops(device, seconds=2.0)["conv_gflops"]
-        if now * tolerance < median:
-            return f"the machine measures {now:.1f} GFLOP/s, below {median / tolerance:.1f} (the records' median {median:.1f} / {tolerance:g})"
     step_records = [r.timing["train_images_per_second"] for r in records
                     if r.model == STEP_FAMILY and r.timing.get("train_images_per_second")]
     if step_records:
@@ -205,6 +209,12 @@ def _slow_now(records: list[RunRecord], tolerance: float, overrides: list[str], 
         if now * tolerance < median:
             return (f"the machine trains the {STEP_FAMILY} at {now:.0f} images/s, below {median / tolerance:.0f} "
                     f"(its records' median {median:.0f} / {tolerance:g})")
+        return None
+    median = _median_probe(records)
+    if median is not None:
+        now = conv_gflops(device, seconds=2.0)["conv_gflops"]
+        if now * tolerance < median:
+            return f"the machine measures {now:.1f} GFLOP/s, below {median / tolerance:.1f} (the records' median {median:.1f} / {tolerance:g})"
     return None
 
 
