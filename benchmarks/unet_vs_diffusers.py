@@ -9,7 +9,7 @@ the lowest level and in the middle, 4 heads, dropout 0.1, GroupNorm of 32 groups
 Fashion-MNIST's 1x28x28, diffusers' as the same U-Net in its own blocks (DownBlock2D x 2,
 AttnDownBlock2D; the mirror on the way up; a mid block with attention; stride-2 conv down,
 nearest + conv up). A training step is the DDPM's: eps-prediction MSE at uniform t in
-[0, 1000), backward, Adam. The two nets train in alternating rounds in one process (a
+[0, T) of the config's schedule (genzoo's q_sample), backward, Adam. The two nets train in alternating rounds in one process (a
 round: `--steps` steps of one, then of the other, after 3 untimed warm-up steps each), so a
 load that comes and goes falls on both; printed: the parameter counts, the median images/s
 of each over the rounds, and the ratio genzoo / diffusers (above 1: genzoo faster) as the
@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from genzoo import protocol  # noqa: E402
 from genzoo.config import load_config  # noqa: E402
+from genzoo.diffusion.schedules import make_schedule, q_sample  # noqa: E402
 from genzoo.nets.unet import UNet  # noqa: E402
 
 
@@ -62,15 +63,13 @@ class DiffusersUNet(torch.nn.Module):
         return self.net(x, t).sample
 
 
-def train_steps(net, optimizer, x0, steps: int) -> float:
-    """Seconds for `steps` DDPM training steps (eps MSE, backward, Adam) on the batch x0."""
+def train_steps(net, optimizer, schedule, x0, steps: int) -> float:
+    """Seconds for `steps` DDPM training steps (eps MSE at uniform t, backward, Adam) on the batch x0."""
     start = time.perf_counter()
     for _ in range(steps):
-        t = torch.randint(0, 1000, (len(x0),), device=x0.device)
+        t = torch.randint(0, schedule.num_steps, (len(x0),), device=x0.device)
         eps = torch.randn_like(x0)
-        alpha_bar = torch.cos(t.float() / 1000 * torch.pi / 2)[:, None, None, None] ** 2  # any schedule: the cost is the net's
-        x_t = alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * eps
-        loss = torch.nn.functional.mse_loss(net(x_t, t), eps)
+        loss = torch.nn.functional.mse_loss(net(q_sample(schedule, x0, t, eps), t), eps)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -95,12 +94,13 @@ def main(argv=None) -> dict:
     nets = {"genzoo": genzoo_unet(cfg).to(device), "diffusers": DiffusersUNet(cfg).to(device)}
     optimizers = {name: torch.optim.Adam(net.parameters(), lr=cfg.model.optimizer.lr) for name, net in nets.items()}
     x0 = torch.rand(args.batch, 1, 28, 28, device=device) * 2 - 1
+    schedule = make_schedule(cfg.model.schedule, cfg.model.num_steps)
     for name, net in nets.items():
-        train_steps(net, optimizers[name], x0, 3)  # warm-up
+        train_steps(net, optimizers[name], schedule, x0, 3)  # warm-up
     rates = {name: [] for name in nets}
     for _ in range(args.rounds):
         for name, net in nets.items():
-            rates[name].append(args.batch * args.steps / train_steps(net, optimizers[name], x0, args.steps))
+            rates[name].append(args.batch * args.steps / train_steps(net, optimizers[name], schedule, x0, args.steps))
     import diffusers
 
     hw = protocol.hardware(device, "32-true")
