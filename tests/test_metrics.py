@@ -137,6 +137,21 @@ def test_flops_per_sample_of_a_linear_sampler_is_2_in_out():
     assert memory["peak_memory_mib"] > 10 and "RSS" in memory["peak_memory_kind"]
 
 
+
+@pytest.mark.parametrize("mode", ["grad", "no_grad", "inference_mode"])
+def test_flops_per_sample_counts_a_convolution_under_every_autograd_mode(mode):
+    """The diffusion samplers run under torch.inference_mode, where a convolution arrives undecomposed (it once counted 0)."""
+    from genzoo.metrics.resources import flops_per_sample
+
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+    context = {"grad": torch.enable_grad, "no_grad": torch.no_grad, "inference_mode": torch.inference_mode}[mode]
+
+    def sample(n, generator=None):
+        with context():
+            return conv(torch.randn(n, 3, 6, 6, generator=generator))
+
+    assert flops_per_sample(sample, n=2) == 2 * (4 * 3 * 3 * 3) * (6 * 6)  # 2 per multiply-add, every output position
+
 def test_peak_memory_resets_between_runs():
     # In a fresh process: a long test session's freed memory would hide a new allocation.
     import subprocess

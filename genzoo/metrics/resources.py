@@ -17,7 +17,10 @@ class FlopCount(TorchDispatchMode):
     The same numbers as torch.utils.flop_counter.FlopCounterMode, without its module
     tracker, whose backward hooks refuse `torch.autograd.grad` inside the counted code (the
     WGAN-GP gradient penalty in a training step; every Langevin step of an energy-based
-    model's sampler). `flops`: the total so far.
+    model's sampler). An op without a formula is decomposed, as FlopCounterMode does, and its
+    parts counted: under torch.inference_mode (the diffusion samplers) a convolution arrives
+    as aten.conv2d, which has no formula, and only its decomposition into aten.convolution
+    is counted. `flops`: the total so far.
     """
 
     def __init__(self):
@@ -26,6 +29,11 @@ class FlopCount(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if func._overloadpacket not in flop_registry and func is not torch.ops.prim.device.default:
+            with self:
+                out = func.decompose(*args, **kwargs)
+            if out is not NotImplemented:
+                return out
         out = func(*args, **kwargs)
         formula = flop_registry.get(func._overloadpacket)
         if formula is not None:
