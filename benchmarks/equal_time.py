@@ -237,10 +237,11 @@ def _wait_for_speed(runs: Path, tolerance: float, wait_minutes: float, overrides
 
 
 def _device(hardware: str) -> str:
-    """Where runs under the hardware preset `hardware` train: "cpu" for the cpu preset or without a GPU, else "cuda"."""
-    import torch
+    """Where runs under the hardware preset `hardware` train ("cpu" or "cuda"): genzoo's run_device of the composed preset."""
+    from genzoo.config import load_config
+    from genzoo.models.build import run_device
 
-    return "cuda" if hardware != "cpu" and torch.cuda.is_available() else "cpu"
+    return run_device(load_config([f"hardware={hardware}"]).hardware).type
 
 
 def _completed(path: Path) -> bool:

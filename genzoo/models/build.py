@@ -81,8 +81,8 @@ def read_run_config(run_dir: Path) -> DictConfig:
 def load_trained(cfg: DictConfig, ckpt: Path, device: str | torch.device | None = None):
     """(data module set up, model with the checkpoint's weights in eval mode, device) for a run's config.
 
-    device: None takes the first GPU when the run's hardware allows one and there is one,
-    else the CPU.
+    device: None takes run_device(cfg.hardware): the first GPU when the run's hardware allows
+    one and there is one, else the CPU.
     """
     data = instantiate(cfg.data)
     data.n_test = OmegaConf.select(cfg, "budget.n_test")  # the test images the run was tested on (None: the whole split)
@@ -90,11 +90,19 @@ def load_trained(cfg: DictConfig, ckpt: Path, device: str | torch.device | None 
     model = build_model(cfg.model, data.image_shape, data.num_classes)
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     model.load_state_dict(state["state_dict"])
-    if device is None:
-        use_gpu = cfg.hardware.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available()
-        device = "cuda" if use_gpu else "cpu"
-    device = torch.device(device)
+    device = run_device(cfg.hardware) if device is None else torch.device(device)
     return data, model.to(device).eval(), device
+
+
+def run_device(hardware: DictConfig) -> torch.device:
+    """The device work outside the Trainer (scoring, sampling, timing) uses for a run on `hardware`.
+
+    hardware: the run's `hardware` config group. The first GPU ("cuda") when its accelerator
+    allows one (gpu, cuda or auto) and PyTorch sees one, else the CPU: `hardware=ddp_cpu` stays
+    on the CPU on a machine with GPUs, as its training does.
+    """
+    use_gpu = hardware.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available()
+    return torch.device("cuda" if use_gpu else "cpu")
 
 
 class TrainedRun(NamedTuple):
