@@ -31,10 +31,9 @@ import torch  # noqa: E402
 
 from genzoo import load_run, protocol  # noqa: E402
 from genzoo.artifacts import write_json  # noqa: E402
-from genzoo.evaluation.floor import random_training_images  # noqa: E402
+from genzoo.evaluation.comparison import floor_images  # noqa: E402
 from genzoo.metrics.harness import build_extractor, eval_cache_dir, fid_kid  # noqa: E402
 from genzoo.metrics.resources import flops_per_sample  # noqa: E402
-from genzoo.protocol import site_seed  # noqa: E402
 from genzoo.training.record import RunRecord  # noqa: E402
 
 ROLES = {"ldm": "ldm", "ddpm": "ddpm", "dit": "ddpm"}  # --<role>: the family its run must be
@@ -64,8 +63,7 @@ def first_stage(trained, n: int, seed: int) -> dict:
     stage_dir = Path(trained.config.model.first_stage)
     record = RunRecord.read(stage_dir / "metrics.json")
     n = min(n, len(data.test_images))
-    draw = site_seed("evaluation", seed)  # the real-data floor's draw (genzoo.evaluation.comparison.floor)
-    images = random_training_images(data, n, torch.Generator().manual_seed(draw))
+    images, draw = floor_images(data, n, seed)  # the real-data floor's draw
     with torch.no_grad():
         recon = torch.cat([model.first_stage(model.first_stage.encode(images[i:i + 250].to(model.device))).cpu()
                            for i in range(0, n, 250)])

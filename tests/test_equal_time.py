@@ -324,7 +324,6 @@ def test_the_training_speed_measure_times_real_steps_and_rejects_bad_counts():
         training_images_per_second(["model=gan"], steps=0)
 
 
-
 @pytest.mark.parametrize("gpu_visible", [False, True])
 def test_the_sweep_times_on_the_device_its_runs_train_on(gpu_visible, monkeypatch):
     """One rule (genzoo.models.build.run_device) for the sweep's speed check and for loading a run: ddp_cpu stays on the CPU."""
@@ -333,6 +332,7 @@ def test_the_sweep_times_on_the_device_its_runs_train_on(gpu_visible, monkeypatc
     gpu = "cuda" if gpu_visible else "cpu"
     assert {preset: sweep._device(preset) for preset in ("cpu", "ddp_cpu", "gpu", "auto")} == {
         "cpu": "cpu", "ddp_cpu": "cpu", "gpu": gpu, "auto": gpu}
+
 
 # --- course notes -------------------------------------------------------------------------------------------
 

@@ -137,7 +137,6 @@ def test_flops_per_sample_of_a_linear_sampler_is_2_in_out():
     assert memory["peak_memory_mib"] > 10 and "RSS" in memory["peak_memory_kind"]
 
 
-
 @pytest.mark.parametrize("mode", ["grad", "no_grad", "inference_mode"])
 def test_flops_per_sample_counts_a_convolution_under_every_autograd_mode(mode):
     """The diffusion samplers run under torch.inference_mode, where a convolution arrives undecomposed (it once counted 0)."""
@@ -151,6 +150,7 @@ def test_flops_per_sample_counts_a_convolution_under_every_autograd_mode(mode):
             return conv(torch.randn(n, 3, 6, 6, generator=generator))
 
     assert flops_per_sample(sample, n=2) == 2 * (4 * 3 * 3 * 3) * (6 * 6)  # 2 per multiply-add, every output position
+
 
 def test_peak_memory_resets_between_runs():
     # In a fresh process: a long test session's freed memory would hide a new allocation.

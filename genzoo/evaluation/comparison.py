@@ -26,10 +26,19 @@ def floor(data, eval_cfg, n: int, seed: int, device="cpu") -> dict:
     """
     n, cache = min(n, len(data.test_images)), eval_cache_dir(eval_cfg)
     extractor = build_extractor("classifier", data, cache, device)
-    draw = site_seed("evaluation", seed)
-    images = random_training_images(data, n, torch.Generator().manual_seed(draw))
+    images, draw = floor_images(data, n, seed)
     scores = fid_kid(extractor, images, data.test_images[:n], data.name, "test", cache, eval_cfg, seed)
     return {"n": n, **_named(scores), "samples": f"{n} training images drawn with replacement (seed {draw}) against the first {n} test images"}
+
+
+def floor_images(data, n: int, seed: int) -> tuple[torch.Tensor, int]:
+    """The real-data floor's images: n training images (n, C, H, W) in [-1, 1] drawn with replacement, and the seed drawn from.
+
+    The seed is site_seed("evaluation", seed), so a run's floor and any score built on the
+    same draw (an LDM's reconstruction floor, benchmarks/ldm_fashion_mnist.py) see the same images.
+    """
+    draw = site_seed("evaluation", seed)
+    return random_training_images(data, n, torch.Generator().manual_seed(draw)), draw
 
 
 def choose_sampler(model, data, eval_cfg, n: int, seed: int, device="cpu") -> dict:
