@@ -100,6 +100,11 @@ def test_optimisers_take_the_betas_of_the_loss():
     assert _gan(loss="hinge", betas=(0.0, 0.99)).configure_optimizers()[1].defaults["betas"] == (0.0, 0.99)
 
 
+def test_d_lr_sets_the_discriminators_learning_rate_alone():
+    assert [o.defaults["lr"] for o in _gan().configure_optimizers()] == [2e-4, 2e-4]
+    assert [o.defaults["lr"] for o in _gan(d_lr=8e-4).configure_optimizers()] == [2e-4, 8e-4]  # (G, D): TTUR
+
+
 def test_sampling_is_seeded_and_uses_the_ema_copy_when_on():
     model = _gan(ema_decay=0.5)
     a = model.sample(4, generator=torch.Generator().manual_seed(3))
@@ -115,7 +120,8 @@ def test_sampling_is_seeded_and_uses_the_ema_copy_when_on():
     assert not torch.equal(model.ema.module(z), model.generator(z))
 
 
-@pytest.mark.parametrize("kw, match", [({"loss": "lsgan"}, "unknown GAN loss"), ({"n_critic": 0}, "must be positive"), ({"gp_weight": -1.0}, "gp_weight")])
+@pytest.mark.parametrize("kw, match", [({"loss": "lsgan"}, "unknown GAN loss"), ({"n_critic": 0}, "must be positive"), ({"gp_weight": -1.0}, "gp_weight"),
+                                       ({"d_lr": 0.0}, "d_lr .* must be positive or null")])
 def test_gan_rejects_bad_arguments(kw, match):
     with pytest.raises(ValueError, match=match):
         _gan(**kw)

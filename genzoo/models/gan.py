@@ -40,6 +40,10 @@ class GAN(GenerativeModel):
         gp_weight: lambda of the gradient penalty (wgan-gp only), >= 0.
         betas: Adam betas of both optimisers; None takes the loss's default.
         ema_decay: None (off) or the decay in [0, 1) of the generator's EMA.
+        d_lr: the discriminator's learning rate, > 0, or None for the optimiser's own (both
+            nets alike). A D faster than G is the two time-scale update rule (TTUR, Heusel
+            et al. 2017), as SAGAN (Zhang et al. 2019) trains a spectrally normalised
+            projection D against a conditional-BatchNorm G: D 4e-4, G 1e-4.
         conditional: a class-conditional GAN: G(z, y) reads the label (conditional_bn), D is
             a projection discriminator (Miyato & Koyama 2018); fakes in training take the real
             batch's labels, so both see the data's class frequencies. num_classes: K (the
@@ -52,7 +56,7 @@ class GAN(GenerativeModel):
             z (Mirza & Osindero 2014); None: on for a conditional GAN.
     Raises:
         ValueError: an unknown loss, latent_dim or n_critic < 1, gp_weight < 0, a bad decay,
-        an image shape the nets cannot take, or a conditional model with num_classes < 2.
+        d_lr <= 0, an image shape the nets cannot take, or a conditional model with num_classes < 2.
     """
 
     family = "gan"
@@ -75,6 +79,7 @@ class GAN(GenerativeModel):
         num_classes: int = 0,
         spectral_norm: bool | None = None,
         conditional_bn: bool | None = None,
+        d_lr: float | None = None,
     ):
         super().__init__(image_shape, optimizer)
         if loss not in GAN_LOSSES:
@@ -84,10 +89,13 @@ class GAN(GenerativeModel):
             raise ValueError(f"latent_dim and n_critic must be positive, got {latent_dim} and {n_critic}")
         if gp_weight < 0:
             raise ValueError(f"gp_weight must be >= 0, got {gp_weight}")
+        if d_lr is not None and not d_lr > 0:
+            raise ValueError(f"d_lr (the discriminator's learning rate) must be positive or null, got {d_lr}")
         self.save_hyperparameters(ignore=["optimizer"], logger=False)  # the optimiser is in config.yaml
         self.automatic_optimization = False
         self.latent_dim, self.loss_name, self.n_critic, self.gp_weight = latent_dim, loss, n_critic, gp_weight
         self.betas = tuple(DEFAULT_BETAS[loss] if betas is None else betas)
+        self.d_lr = d_lr
         self._set_conditional(conditional, num_classes)
         self.spectral_norm = self.conditional if spectral_norm is None else bool(spectral_norm)
         self.conditional_bn = self.conditional and (conditional_bn is None or bool(conditional_bn))
@@ -100,7 +108,7 @@ class GAN(GenerativeModel):
     def configure_optimizers(self):
         return (
             self.optimizer(self.generator.parameters(), betas=self.betas),
-            self.optimizer(self.discriminator.parameters(), betas=self.betas),
+            self.optimizer(self.discriminator.parameters(), betas=self.betas, **({} if self.d_lr is None else {"lr": self.d_lr})),
         )
 
     def uncompiled_nets(self) -> dict[str, str]:
@@ -217,6 +225,7 @@ class GAN(GenerativeModel):
             "loss": self.loss_name,
             "n_critic": self.n_critic,
             "betas": list(self.betas),
+            "d_lr": "the optimiser's (as G's)" if self.d_lr is None else f"{self.d_lr:g} (TTUR, Heusel et al. 2017)",
             "sampler": "one generator pass" + (f" (EMA weights, BatchNorm statistics re-estimated on {EMA_STAT_BATCHES} x {EMA_STAT_BATCH} "
                                                 "fixed draws: standing statistics, Brock et al. 2019)" if self.ema is not None else "")
             + (f"; class-conditional ({'conditional BatchNorm' if self.conditional_bn else 'label embedding'} in G, "
