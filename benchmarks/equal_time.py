@@ -8,7 +8,9 @@ Runs `python -m genzoo model=<family> data=<data> budget=equal_time budget.train
 hardware=<hw> seed=<s>` for every family of the registry (seed by seed, so one seed of every
 family lands first), each in `<runs>/<family>-seed<s>/`, then extends seed `--extend-seed`
 to `--extend` minutes by resuming the same run (`resume=auto budget.train_minutes=<extend>`:
-the quality curve goes on, the record is rescored at the new time). After each run it copies
+the quality curve goes on, the record is rescored at the new time); where that run's directory
+is gone (another machine), the extension trains afresh to `--extend` minutes, which gives the
+same curve points from one run. After each run it copies
 the record into `<out>/runs/<family>-seed<s>-<m>min/`: metrics.json, config.yaml and
 samples_row.png (the first row of samples.png); `python -m genzoo.report <out>/runs --out <out>`
 builds the tables and plots from those alone. The sweep can stop anywhere and be started

@@ -93,6 +93,17 @@ RULE_KINDS: dict[str, Rule] = {
     ),
 }
 
+
+def _dit_sizes() -> Rule:
+    """One of the DiT's named sizes (genzoo/nets/dit.py SIZES), imported only when a schema asks (it imports torch)."""
+    from genzoo.nets.dit import SIZES
+
+    return one_of(*SIZES)
+
+
+# Rule kinds built when a family's schema names them, because building them imports what config.py must not.
+DEFERRED_RULE_KINDS: dict[str, Callable[[], Rule]] = {"dit_size": _dit_sizes}
+
 # Keys outside model.* (and the model keys every family has); each family's own model.*
 # keys are checked by its schema (family_rules).
 RULES: dict[str, Rule] = {
@@ -149,8 +160,11 @@ def family_rules(fam: Family) -> dict[str, Rule]:
             rules[f"model.{key}"] = one_of(*map(str, spec))
         elif spec in RULE_KINDS:
             rules[f"model.{key}"] = RULE_KINDS[spec]
+        elif spec in DEFERRED_RULE_KINDS:
+            rules[f"model.{key}"] = DEFERRED_RULE_KINDS[spec]()
         else:
-            raise ConfigError(f"genzoo/conf/model/{fam.name}.yaml: family.schema.{key}={spec!r} is not a rule: use a list of options or one of {', '.join(RULE_KINDS)}")
+            raise ConfigError(f"genzoo/conf/model/{fam.name}.yaml: family.schema.{key}={spec!r} is not a rule: "
+                              f"use a list of options or one of {', '.join([*RULE_KINDS, *DEFERRED_RULE_KINDS])}")
     return rules
 
 

@@ -1,6 +1,7 @@
 """The diffusion transformer: patchify/unpatchify invert each other, a fresh adaLN-Zero block is the identity,
-outputs keep the input's shape (28x28 padded for patches of 4, 32x32, latents), labels enter, and a DDPM with
-model.net=dit learns a fixed batch."""
+outputs keep the input's shape (28x28 padded for patches of 4, 32x32, latents), labels enter, a DDPM with
+model.net=dit learns a fixed batch, the config checks the named sizes, and the "cpu" size has about the
+parameters of the DDPM's U-Net."""
 
 from functools import partial
 
@@ -8,6 +9,7 @@ import pytest
 import torch
 
 from genzoo import load_config
+from genzoo.errors import ConfigError
 from genzoo.models.build import build_model
 from genzoo.models.ddpm import DDPM
 from genzoo.nets.denoiser import build_denoiser
@@ -92,3 +94,16 @@ def test_the_config_chooses_the_net_for_every_diffusion_family():
         cfg = load_config([f"model={family}", "model.net=dit", "model.dit_size=S", "model.patch_size=4"])
         model = build_model(cfg.model, (1, 28, 28))
         assert isinstance(model.net, DiT) and model.net.hidden_size == 384 and len(model.net.blocks) == 12
+    for family in ("ddpm", "score", "ldm"):  # the schema reads the sizes from the net's own table (SIZES)
+        with pytest.raises(ConfigError, match="model.dit_size='XL' is invalid: it must be one of cpu, S, B"):
+            load_config([f"model={family}", "model.net=dit", "model.dit_size=XL"])
+
+
+def test_the_cpu_size_has_about_the_parameters_of_the_ddpm_unet():
+    """model.net=unet against model.net=dit compares backbones of about equal size (1.11 M and 1.07 M)."""
+    counts = {}
+    for net in ("unet", "dit"):
+        model = build_model(load_config(["model=ddpm", f"model.net={net}"]).model, (1, 28, 28))
+        counts[net] = sum(p.numel() for p in model.net.parameters())
+    assert 1.0e6 < counts["unet"] < 1.2e6
+    assert abs(counts["dit"] / counts["unet"] - 1) < 0.1, counts
