@@ -105,6 +105,7 @@ def main() -> int:
               "runs": {role: row(trained) for role, trained in runs.items()},
               "first_stage": first_stage(runs["ldm"], args.n, args.seed)}
 
+    # a two-stage run's train s, img/s and FLOPs include its first stage (timing.first_stage, printed below)
     print("| run | net | params | train s | train img/s | train FLOPs | FID (n) | floor | KID | recall | NFE | FLOPs/sample | sample img/s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for role, r in result["runs"].items():
@@ -114,7 +115,7 @@ def main() -> int:
               f"{r['flops_per_sample']:.3g} | {_fmt(r['sample_images_per_second'], '.1f')} |")
     stage = result["first_stage"]
     floor = stage["recon_floor"]
-    print(f"\nfirst stage ({stage['family']}, {stage['run']}): trained {_fmt(stage['train_seconds'], '.0f')} s, "
+    print(f"\nfirst stage ({stage['family']}, {stage['run']}; part of the ldm row's training): trained {_fmt(stage['train_seconds'], '.0f')} s, "
           f"{_fmt(stage['train_flops'], '.3g')} FLOPs, test reconstruction MSE {_fmt(stage['test_recon_mse'], '.4f')}; "
           f"reconstruction floor at n = {floor['n']}: FID {floor['fid_classifier']:.1f}, KID {floor['kid_classifier']:.2f}")
     if args.out:

@@ -143,6 +143,7 @@ RULES: dict[str, Rule] = {
         lambda v: isinstance(v, list) and all(e in ("classifier", "inception") for e in v), "a list drawn from classifier, inception", "[classifier]"
     ),
     "budget.n_test": positive_int_or_null("1000"),
+    "budget.first_stage_share": Rule(lambda v: _is_number(v) and 0 < v < 1, "a share of budget.train_minutes in (0, 1)", "0.3"),
     "budget.train_minutes": Rule(lambda v: v is None or (_is_number(v) and v > 0), "a positive number of training minutes or null (no time limit)", "10"),
     "budget.curve_minutes": Rule(
         lambda v: v is None or (isinstance(v, list) and len(v) > 0 and all(_is_number(m) and m > 0 for m in v)),

@@ -17,9 +17,18 @@ from genzoo.config import validate
 from genzoo.errors import ConfigError
 from genzoo.metrics.machine_speed import PROBE_FLOPS, conv_gflops
 from genzoo.report.__main__ import main as report_main
+from genzoo.report.comparison_plots import mean_curve
 from genzoo.report.course_notes import NOTES, FamilyFacts, cells, cv_interval, manipulation, quality, stability
 from genzoo.report.table import collect_runs
-from genzoo.training.callbacks import LoadMonitor, MachineSpeed, QualityCurve, TimeBudget, TrainingFlops, curve_seconds
+from genzoo.training.callbacks import (
+    LoadMonitor,
+    MachineSpeed,
+    QualityCurve,
+    TimeBudget,
+    TrainingClock,
+    TrainingFlops,
+    curve_seconds,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -136,6 +145,32 @@ def test_load_monitor_summarises_the_sampled_load(monkeypatch):
     restored.load_state_dict(monitor.state_dict())
     assert restored.summary()["samples"] == 3
     assert LoadMonitor().summary() is None
+
+
+def test_a_carried_first_stage_starts_the_clock_and_the_flop_count_and_a_resume_keeps_them():
+    clock = TrainingClock({"run": "stage", "train_seconds": 120.0, "train_images": 500, "train_flops": 3e12})
+    assert clock.elapsed() == 120.0 and clock.images == 500
+    resumed = TrainingClock({"train_seconds": 120.0, "train_images": 500})
+    resumed.load_state_dict({"images": 900, "train_seconds": 300.0})  # the checkpoint's totals already hold the first stage's
+    assert resumed.elapsed() == 300.0 and resumed.images == 900
+    budget = TimeBudget(clock, 100.0)
+    trainer = _trainer()
+    budget.on_train_start(trainer, None)
+    assert trainer.should_stop  # a clock that starts past the budget trains nothing
+    flops = TrainingFlops(carried=3e12)
+    assert flops.total(10) is None  # nothing counted yet
+    flops.per_batch = 2e9
+    assert flops.total(10) == 2e10 + 3e12 and TrainingFlops().total is not None
+
+
+def test_the_first_stage_trained_in_a_timed_run_gets_its_share_of_the_minutes(tmp_path):
+    from genzoo.models.first_stage import FIRST_STAGE_SHARE, _minutes, carried_cost
+
+    assert _minutes({"train_minutes": 10}) == [f"budget.train_minutes={10 * FIRST_STAGE_SHARE:g}"]
+    assert _minutes({"train_minutes": 10, "first_stage_share": 0.5}) == ["budget.train_minutes=5"]
+    assert _minutes({"train_minutes": None, "max_epochs": 3}) == []  # no time budget: the first stage takes the run's budget
+    stage = _record(tmp_path, "vqvae", 0, 3, fid=50.0)
+    assert carried_cost(stage) == {"run": str(stage), "train_seconds": 181.0, "train_images": 38400, "train_flops": 3e12}
 
 
 def test_the_speed_probe_measures_its_workload_and_draws_no_random_numbers():
@@ -441,6 +476,30 @@ def test_the_comparison_ranks_checks_the_notes_and_rebuilds_byte_for_byte(equal_
     again = tmp_path / "again"
     report_main([str(equal_time_records), "--out", str(again)])
     assert _digests(again) == first
+
+
+def test_the_mean_curve_stops_where_the_first_seed_stops(equal_time_records):
+    ddpm = [r for r in collect_runs([equal_time_records]) if r["family"] == "ddpm"]
+    longest = [r for r in ddpm if r["record"].protocol["seed"] != 0] + [r for r in ddpm if Path(r["dir"]).name == "ddpm-seed0-30min"]
+    xs, ys = mean_curve(longest)
+    assert xs == [1.0, 2.0, 5.0, 10.0]  # seed 0 alone reaches 20 and 30: its own thin line, not the mean's
+    # each point's value is fid * minutes / moment (see _record): seed 0 at 30 min with fid 20, seeds 1 and 2 at 10 min with 42 and 41
+    assert ys[-1] == pytest.approx((20.0 * 30 / 10 + 42.0 + 41.0) / 3)
+    assert ys[0] == pytest.approx((20.0 * 30 + 420.0 + 410.0) / 3)
+
+
+def test_the_report_names_a_record_that_trained_at_another_rate_than_its_family(equal_time_records, tmp_path):
+    report_main([str(equal_time_records), "--out", str(tmp_path / "even")])
+    text = (tmp_path / "even" / "comparison.md").read_text()
+    assert "Training images/s per record (train images over training-clock seconds): ddpm 213-213 (median 213)" in text
+    assert "from their family's median" not in text
+    record = equal_time_records / "gan-seed2-10min" / "metrics.json"
+    payload = json.loads(record.read_text())
+    payload["timing"]["train_images"] *= 1.5  # a faster host: 1.5x the images in the same minutes
+    record.write_text(json.dumps(payload))
+    report_main([str(equal_time_records), "--out", str(tmp_path / "uneven")])
+    text = (tmp_path / "uneven" / "comparison.md").read_text()
+    assert "**Records more than 1.25x from their family's median: gan seed 2 (10 min): 1.50x**" in text
 
 
 def test_unequal_sample_counts_rank_on_kid(tmp_path):

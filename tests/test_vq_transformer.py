@@ -129,6 +129,13 @@ def test_a_run_trains_its_own_first_stage_or_reuses_the_one_given(data_root, tmp
     assert f"first_stage: {stage}" in (tmp_path / "two-stage" / "config.yaml").read_text()
     assert {"token_nll_nats", "bits_per_token", "fid_classifier"} <= set(payload["metrics"])
     assert str(stage) in payload["protocol"]["family"]["first_stage"]
+    # the first stage's training is part of the run's: its clock, images and FLOPs start from it
+    stage_timing = json.loads((stage / "metrics.json").read_text())["timing"]
+    timing = payload["timing"]
+    assert timing["first_stage"] == {"run": str(stage), "train_seconds": stage_timing["train_seconds"],
+                                     "train_images": stage_timing["train_images"], "train_flops": stage_timing["train_flops"]}
+    assert timing["train_seconds"] > stage_timing["train_seconds"] > 0
+    assert timing["train_images"] == stage_timing["train_images"] + 3 * 128  # 3 batches of the second stage
     stage_ckpt = (stage / "checkpoints" / "last.ckpt").stat().st_mtime_ns
 
     given = [o.replace("two-stage", "reuses") for o in tiny] + [f"model.first_stage={stage}"]
@@ -158,3 +165,34 @@ def test_a_first_stage_that_is_not_a_finished_vqvae_run_is_refused(tmp_path, mon
         resolve(load_config(["model=vq_transformer", "hardware=slurm"]), tmp_path / "run", "vqvae")
     with pytest.raises(ConfigError, match="a run directory or null"):
         load_config(["model=vq_transformer", "model.first_stage=' '"])
+
+
+@pytest.mark.slow  # a first stage and a second stage, each for seconds of training
+@pytest.mark.usefixtures("domain_classifier")
+def test_under_a_time_budget_the_two_stages_share_the_minutes(data_root, tmp_path):
+    from genzoo import load_config, run
+
+    tiny = [o for o in _tiny_run_overrides(tmp_path, data_root, "timed") if o != "budget=smoke"] + ["model=vq_transformer", "model.d_model=16", "model.n_layers=1",
+            "model.n_heads=2", *(f"+model.first_stage_overrides.{k}=" + (str(v).replace(" ", "") if isinstance(v, list) else str(v))
+                                 for k, v in TINY_VQVAE.items()),
+            "budget=equal_time", "budget.train_minutes=0.1", "budget.first_stage_share=0.5", "budget.curve_minutes=[0.02,0.1]",
+            "budget.curve_samples=16", "edit_classes=null"]
+    payload = run(load_config(tiny))
+    stage = json.loads((tmp_path / "timed" / "first_stage" / "metrics.json").read_text())
+    assert stage["timing"]["train_minutes_budget"] == 0.05  # half of the run's 0.1 minutes
+    assert 3.0 <= stage["timing"]["train_seconds"] < 4.5
+    timing, points = payload["timing"], payload["quality_curve"]["points"]
+    assert timing["first_stage"]["train_seconds"] == stage["timing"]["train_seconds"]
+    assert 6.0 <= timing["train_seconds"] < 7.5  # both stages together: the run's 6 seconds, not 6 more
+    assert timing["train_flops"] == pytest.approx(timing["train_flops_per_batch"] * timing["batches"] + stage["timing"]["train_flops"])
+    assert timing["train_images"] == stage["timing"]["train_images"] + timing["batches"] * 128
+    assert [round(p["train_seconds"]) for p in points] == [6]  # the 1.2 s moment passed while the first stage trained
+
+
+def test_a_given_first_stage_that_trained_the_whole_budget_is_refused_in_one_line(tmp_path):
+    from genzoo.training.runner import _check_carried
+
+    _check_carried({"run": "a", "train_seconds": 599.0}, 10)  # leaves a second to the second stage
+    _check_carried({"run": "a", "train_seconds": 6000.0}, None)  # no time budget: nothing to share
+    with pytest.raises(ConfigError, match=r"the first stage \(a\) trained 10.0 min, the whole budget.train_minutes=10"):
+        _check_carried({"run": "a", "train_seconds": 600.0}, 10)

@@ -38,14 +38,18 @@ class GenerativeModel(L.LightningModule):
         self.optimizer = optimizer
 
     @classmethod
-    def prepare_run(cls, cfg, run_dir) -> None:
+    def prepare_run(cls, cfg, run_dir) -> dict | None:
         """Before the runner builds the model: make what the constructor needs from other runs (override).
 
         Called by genzoo.training.runner with the run's config (an OmegaConf DictConfig,
         changed in place: what is decided here is written into cfg.model, so config.yaml
         records it) and the run directory (a Path). A two-stage family trains or finds its
-        first stage here (genzoo.models.first_stage.resolve). Default: nothing.
+        first stage here (genzoo.models.first_stage.prepare) and returns its training
+        ({"run", "train_seconds", "train_images", "train_flops"}), which the runner counts
+        as part of the run's (its clock, time budget and FLOPs start from it). Default:
+        nothing, None.
         """
+        return None
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Draw n images: (n, C, H, W) float in [-1, 1], on the model's device.

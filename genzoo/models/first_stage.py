@@ -7,6 +7,14 @@ the same data, budget, hardware, evaluation settings and seed as the run itself,
 family joins a sweep (`experiment=compare`) by config alone. The runner calls the second
 stage's `prepare_run` (genzoo.models.base.GenerativeModel) before building it; that calls
 `resolve`, which writes the first stage's directory into the config (config.yaml records it).
+
+The first stage's training is part of the run's: `carried_cost` reads it from the first
+stage's record, and the runner starts the run's training clock, image count and FLOPs from
+it (the record's `timing.first_stage` says how much of each it was). Under a time budget
+(budget.train_minutes) the two stages therefore share the minutes: a first stage trained in
+the run gets `budget.first_stage_share` of them (FIRST_STAGE_SHARE when the budget does not
+say), and a given one is charged what it trained, so a two-stage family at equal time trains
+no longer than any other family.
 """
 
 import os
@@ -110,6 +118,26 @@ def describe(path, family: str, record: dict) -> str:
     return f"{family} run {path}: " + ", ".join(f"{k} {v:.4g}" for k, v in found.items() if v is not None)
 
 
+FIRST_STAGE_SHARE = 0.3  # under a time budget: the share of the minutes a first stage trained in the run gets
+
+
+def prepare(cfg: DictConfig, run_dir: Path, family: str, overrides: dict | None = None) -> dict:
+    """A second stage's prepare_run: `resolve` the first stage, then return its `carried_cost` (the runner counts it)."""
+    return carried_cost(resolve(cfg, run_dir, family, overrides))
+
+
+def carried_cost(target: Path) -> dict:
+    """{"run", "train_seconds", "train_images", "train_flops"}: the finished first stage's training, from its metrics.json.
+
+    Values the record lacks are 0 (a record from before they were counted); train_flops None
+    when its FLOPs were never counted.
+    """
+    record = _record(target)
+    timing = record.timing if record else {}
+    return {"run": str(target), "train_seconds": float(timing.get("train_seconds") or 0.0),
+            "train_images": int(timing.get("train_images") or 0), "train_flops": timing.get("train_flops")}
+
+
 def resolve(cfg: DictConfig, run_dir: Path, family: str, overrides: dict | None = None) -> Path:
     """The first stage's run directory for this run, written into cfg.model.first_stage (and returned).
 
@@ -151,15 +179,30 @@ def train(cfg: DictConfig, target: Path, family: str, overrides: dict | None = N
     if record and record.status == "completed":
         print(f"genzoo: first stage: reusing the finished {family} run in {target}")
         return record.to_dict()
-    keep = [o for o in cfg.get("overrides") or [] if not o.lstrip("+~").partition("=")[0].split(".")[0] in _NOT_INHERITED]
+    keep = [o for o in cfg.get("overrides") or [] if not _key(o).split(".")[0] in _NOT_INHERITED and _key(o) not in _SET_HERE]
     stage = [f"model={family}", *keep, *(families.override(f"model.{k}", v) for k, v in (overrides or {}).items()),
-             f"output_dir={target}", "resume=auto", *(["hardware.strategy=auto", "hardware.devices=1", "hardware.num_nodes=1"] if one_device else [])]
+             *_minutes(cfg.budget), f"output_dir={target}", "resume=auto",
+             *(["hardware.strategy=auto", "hardware.devices=1", "hardware.num_nodes=1"] if one_device else [])]
     print(f"genzoo: first stage: training a {family} into {target}")
     return run(load_config(stage))
 
 
 # Command-line keys of the second stage that its first stage does not take: its own model, where it writes, what it resumes.
 _NOT_INHERITED = ("model", "output_dir", "ckpt_path", "resume", "hydra", "experiment")
+_SET_HERE = ("budget.train_minutes", "budget.first_stage_share")  # the first stage's minutes are its share (_minutes)
+
+
+def _key(override: str) -> str:
+    return override.lstrip("+~").partition("=")[0]
+
+
+def _minutes(budget) -> list[str]:
+    """The first stage's time budget as an override: its share of the run's budget.train_minutes ([] without a time budget)."""
+    minutes = budget.get("train_minutes")
+    if not minutes:
+        return []
+    share = budget.get("first_stage_share", FIRST_STAGE_SHARE)
+    return [f"budget.train_minutes={share * minutes:g}"]
 
 
 def _record(run_dir: Path) -> RunRecord | None:

@@ -59,9 +59,9 @@ class LDM(DDPM):
         self.register_buffer("latent_scale", torch.zeros(()))  # 0: not measured yet
 
     @classmethod
-    def prepare_run(cls, cfg, run_dir) -> None:
-        """The run's first stage: model.first_stage if given, else one trained (or reused) in <run dir>/first_stage/."""
-        stages.resolve(cfg, run_dir, cfg.model.first_stage_family, cfg.model.get("first_stage_overrides"))
+    def prepare_run(cls, cfg, run_dir) -> dict:
+        """The run's first stage: model.first_stage if given, else one trained (or reused) in <run dir>/first_stage/; returns its training, which the run counts as its own."""
+        return stages.prepare(cfg, run_dir, cfg.model.first_stage_family, cfg.model.get("first_stage_overrides"))
 
     def trainable_parameters(self):
         return self.net.parameters()

@@ -86,9 +86,9 @@ class VQTransformer(GenerativeModel):
         self.net = CausalTransformer(vocab, self.num_codes, self.prefix_len + self.seq_len - 1, d_model, n_layers, n_heads, mlp_ratio, dropout)
 
     @classmethod
-    def prepare_run(cls, cfg, run_dir) -> None:
-        """The run's first stage: model.first_stage if given, else a VQ-VAE trained (or reused) in <run dir>/first_stage/."""
-        stages.resolve(cfg, run_dir, FIRST_STAGE, cfg.model.get("first_stage_overrides"))
+    def prepare_run(cls, cfg, run_dir) -> dict:
+        """The run's first stage: model.first_stage if given, else a VQ-VAE trained (or reused) in <run dir>/first_stage/; returns its training, which the run counts as its own."""
+        return stages.prepare(cfg, run_dir, FIRST_STAGE, cfg.model.get("first_stage_overrides"))
 
     def train(self, mode: bool = True):
         """Train or eval mode for the transformer; the frozen first stage stays in eval mode (no codebook updates)."""

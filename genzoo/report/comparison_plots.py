@@ -1,8 +1,9 @@
 """The equal-time comparison's figures, as PNG, from run records alone (matplotlib, no display needed).
 
-- quality_vs_minutes.png: each family's quality curve (classifier FID at the curve's n,
-  mean over the seeds that reached each moment) against training minutes, log-log, with
-  the real-data floor at that n drawn;
+- quality_vs_minutes.png: each family's quality curve (classifier FID at the curve's n)
+  against training minutes, log-log: the mean over seeds at the moments every seed reached,
+  each seed's own curve thin beside it (so one seed extended to 30 minutes shows as its own
+  line, not as a jump in the mean), with the real-data floor at that n drawn;
 - quality_vs_flops.png: the same against training FLOPs (counted per batch by
   torch.utils.flop_counter, times batches);
 - montage_equal_time.png: one row of samples per family at each training time (the
@@ -40,8 +41,15 @@ def _points(run: dict, x: str) -> list[tuple[float, float]]:
     return [(key(p), p["value"]) for p in points if p.get("value") is not None and key(p)]
 
 
+def mean_curve(runs: list[dict]) -> tuple[list[float], list[float]]:
+    """(minutes, mean FID) over `runs` (one per seed) at the curve moments that every one of them reached."""
+    per_run = [dict(_points(r, "minutes")) for r in runs]
+    shared = sorted(set.intersection(*(set(p) for p in per_run))) if per_run else []
+    return shared, [float(np.mean([p[at] for p in per_run])) for at in shared]
+
+
 def _curves(done: list[dict], x: str) -> Figure:
-    fig = Figure(figsize=(6.8, 4.6))
+    fig = Figure(figsize=(9.2, 4.8))
     ax = fig.add_subplot()
     floors = set()
     for family in sorted({r["family"] for r in done}):
@@ -53,12 +61,13 @@ def _curves(done: list[dict], x: str) -> Figure:
             if seed not in longest or len(_points(r, "minutes")) > len(_points(longest[seed], "minutes")):
                 longest[seed] = r
         if x == "minutes":
-            merged: dict[float, list[float]] = {}
+            # the mean only where every seed reached (a seed extended further adds its own thin line, not a jump in the mean)
+            xs, ys = mean_curve(list(longest.values()))
+            line = ax.plot(xs, ys, marker="o", label=f"{family} ({len(longest)} seed{'s' if len(longest) > 1 else ''})")
             for r in longest.values():
-                for at, value in _points(r, x):
-                    merged.setdefault(at, []).append(value)
-            xs = sorted(merged)
-            ax.plot(xs, [np.mean(merged[at]) for at in xs], marker="o", label=f"{family} ({len(longest)} seed(s))")
+                pts = _points(r, x)
+                if pts:
+                    ax.plot(*zip(*pts), color=line[0].get_color(), linewidth=0.8, alpha=0.45)
         else:  # FLOPs differ between seeds' points: each seed its own line, one colour per family
             line = None
             for r in longest.values():
@@ -75,7 +84,11 @@ def _curves(done: list[dict], x: str) -> Figure:
     if ax.has_data():
         ax.set_xscale("log")
     xlabel = "training minutes (training clock: validation and scoring excluded; log)" if x == "minutes" else "training FLOPs (log)"
-    _finish(ax, xlabel, "FID (classifier, curve samples)", f"Quality against training {'time' if x == 'minutes' else 'compute'}", log_y=True)
+    title = ("Quality against training time (thick: mean over seeds where every seed reached; thin: each seed)" if x == "minutes"
+             else "Quality against training compute (one line per seed)")
+    _finish(ax, xlabel, "FID (classifier, curve samples)", title, log_y=True)
+    if ax.get_legend() is not None:  # beside the axes: the curves fill the plot
+        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig
 
 
@@ -87,8 +100,9 @@ def _montage(done: list[dict]) -> Figure:
                           key=lambda r: r["record"].protocol.get("seed", 0))
             strip = next((s for s in (sample_strip(Path(r["dir"])) for r in runs) if s is not None), None)
             if strip is not None:
-                rows.append((f"{family}, {minutes:g} min", strip))
-    return strip_figure(rows, "Samples at equal training time (lowest seed, one row per family and time)", "no samples in these records", 9)
+                name = family.replace("_", "_\n")  # a long name on two lines: the label stays inside the figure
+                rows.append((f"{name}\n{minutes:g} min", strip))
+    return strip_figure(rows, "Samples at equal training time (lowest seed, one row per family and time)", "no samples in these records", 9, width=8.6)
 
 
 COLOURS = {"agrees": "#b7e1b0", "disagrees": "#f2b8b5", "—": "#e0e0e0"}

@@ -10,7 +10,8 @@
   on validation images) and its reference sampler scored on a subset;
 - the course notes' table checked cell by cell (genzoo.report.course_notes) at the
   training time with the most completed runs;
-- the machine's load while each run trained.
+- the machine's load while each run trained, its speed probe, and each record's training
+  images/s against its family's median (the direct measure of what a minute bought).
 
 Only records are read (metrics.json, config.yaml, samples_row.png or samples.png), so
 the committed records under docs/results rebuild everything byte for byte.
@@ -47,7 +48,7 @@ def write_comparison(runs: list[dict], out: Path, protocol: str = "") -> list[Pa
     parts = ["# Families at equal training time", ""]
     if protocol:
         parts += [protocol, ""]
-    parts += [*_load_lines(runs), _speed_line(runs), *_extractor_lines(runs), ""]
+    parts += [*_load_lines(runs), _speed_line(runs), _rate_line(runs), *_extractor_lines(runs), ""]
     for m in times:
         parts += [f"## Ranking after {m:g} training minutes", "", *_ranking(runs, m), ""]
     parts += ["## Samplers behind the numbers", "", *_samplers(completed), ""]
@@ -269,4 +270,31 @@ def _speed_line(runs: list[dict]) -> str:
         line += "not recorded in any of these records."
     if known and unknown:
         line += f" Not recorded (made before the probe existed): {', '.join(unknown)}."
+    return line
+
+
+def _rate_line(runs: list[dict]) -> str:
+    """Each record's training images/s against its family's median, with a warning for records further apart than SPEED_SPREAD_LIMIT.
+
+    The speed probe times one convolution; a record's own images/s is what its minutes bought. A host that
+    trains faster or slower than when the family's other records were made shows here (either direction).
+    """
+    rates = {}
+    for r in runs:
+        t = r["record"].timing
+        if t.get("train_images") and t.get("train_seconds"):
+            rates.setdefault(r["family"], []).append((r, t["train_images"] / t["train_seconds"]))
+    if not rates:
+        return "Training speed: not recorded in these records."
+    spans, apart = [], []
+    for family, pairs in sorted(rates.items()):
+        median = statistics.median(v for _, v in pairs)
+        values = [v for _, v in pairs]
+        spans.append(f"{family} {min(values):,.0f}-{max(values):,.0f} (median {median:,.0f})")
+        apart += [f"{_name(r)} ({minutes(r):g} min): {v / median:.2f}x" for r, v in pairs
+                  if max(v / median, median / v) > SPEED_SPREAD_LIMIT]
+    line = "Training images/s per record (train images over training-clock seconds): " + "; ".join(spans) + "."
+    if apart:
+        line += (f" **Records more than {SPEED_SPREAD_LIMIT:g}x from their family's median: {', '.join(apart)}**: "
+                 "their minutes bought a different amount of training.")
     return line

@@ -114,9 +114,12 @@ def sample_strip(folder: Path) -> np.ndarray | None:
     return None
 
 
-def strip_figure(rows: list[tuple[str, np.ndarray]], title: str, empty: str, fontsize: int = 11) -> Figure:
-    """One labelled image strip per row (label, H x W or H x W x 3 array in [0, 1]); `empty` is the title when there are none."""
-    fig = Figure(figsize=(8, 1.05 * max(1, len(rows)) + 0.45))
+def strip_figure(rows: list[tuple[str, np.ndarray]], title: str, empty: str, fontsize: int = 11, width: float = 8) -> Figure:
+    """One labelled image strip per row (label, H x W or H x W x 3 array in [0, 1]); `empty` is the title when there are none.
+
+    `width` (inches): the strips keep their aspect, so a wider figure leaves more room for the labels.
+    """
+    fig = Figure(figsize=(width, 1.05 * max(1, len(rows)) + 0.45))
     axes = fig.subplots(max(1, len(rows)), 1, squeeze=False)[:, 0]
     for ax, (label, strip) in zip(axes, rows):
         ax.imshow(strip, cmap="gray" if strip.ndim == 2 else None, vmin=0, vmax=1)

@@ -25,14 +25,18 @@ class TrainingClock(L.Callback):
     world size), `train_seconds` from fit start to end minus time in validation loops
     (sanity check included) and in `paused()` blocks (the quality curve's scoring), so
     images / train_seconds is the training throughput with data loading, optimiser steps
-    and logging in it.
+    and logging in it. A two-stage run's clock starts at its first stage's training (seconds
+    and images), so a time budget and the curve's moments count both stages.
     """
 
-    def __init__(self):
-        self.images = 0
+    def __init__(self, carried: dict | None = None):
+        """carried: training done toward this run before its own fit ({"train_seconds", "train_images"}: a two-stage
+        family's first stage, genzoo.models.first_stage.carried_cost); the clock starts from it (a resume restores it)."""
+        carried = carried or {}
+        self.images = int(carried.get("train_images") or 0)
         self._excluded = 0.0
         self._fit_start = None
-        self._before = 0.0  # training seconds of the run before it was resumed
+        self._before = float(carried.get("train_seconds") or 0.0)  # training seconds before this fit: a resume's, or the first stage's
 
     def state_dict(self) -> dict:
         return {"images": self.images, "train_seconds": self.elapsed()}
@@ -206,12 +210,14 @@ class TrainingFlops(L.Callback):
     `FlopCount` (torch.utils.flop_counter's per-op formulas): forward, backward and
     optimiser step of every net, matrix multiplies and convolutions at 2 FLOPs per
     multiply-add (elementwise ops are not counted). `per_batch` is their mean, times the world size under DDP (each
-    rank's batch counted once); `total(batches)` = per_batch * batches. The counted batches
+    rank's batch counted once); `total(batches)` = per_batch * batches (+ `carried`, a first
+    stage's training FLOPs). The counted batches
     run a little slower (the counter's dispatch), inside the training clock.
     """
 
-    def __init__(self, first: int = 2, window: int = 4):
+    def __init__(self, first: int = 2, window: int = 4, carried: float | None = None):
         self.first, self.window = first, window
+        self.carried = float(carried or 0.0)  # FLOPs trained before this run's fit (a two-stage family's first stage)
         self.per_batch: float | None = None
         self._counter, self._counted, self._flops = None, 0, 0
 
@@ -241,8 +247,8 @@ class TrainingFlops(L.Callback):
             self._counter = None
 
     def total(self, batches: int) -> float | None:
-        """Training FLOPs of `batches` batches (all ranks), None before a batch was counted."""
-        return None if self.per_batch is None else self.per_batch * batches
+        """Training FLOPs of `batches` batches (all ranks) plus those carried from a first stage, None before a batch was counted."""
+        return None if self.per_batch is None else self.per_batch * batches + self.carried
 
 
 class LoadMonitor(L.Callback):

@@ -84,6 +84,7 @@ class Run:
     resumes: list | None = None  # each start that continued this run: {"at_step", "changed": {key: [before, now]}}
     kept_previous: bool = False  # a finished record kept as metrics.previous.json until this run's completes
     machine: MachineSpeed | None = None  # the machine's measured speed (runs under a time budget)
+    carried: dict | None = None  # a first stage's training, counted in this run's clock and FLOPs (genzoo.models.first_stage.carried_cost)
 
 
 def run(cfg: DictConfig, callbacks: list | None = None) -> dict | None:
@@ -182,7 +183,8 @@ def build(cfg: DictConfig, callbacks: list | None = None) -> Run:
 
 
 def _build(cfg: DictConfig, callbacks, commit, run_dir: Path, lock) -> Run:
-    families.of_target(cfg.model._target_).model_class().prepare_run(cfg, run_dir)  # e.g. a first stage, trained or found
+    # e.g. a first stage, trained or found; its training is carried into this run's clock and FLOPs
+    carried = families.of_target(cfg.model._target_).model_class().prepare_run(cfg, run_dir) or {}
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     data = instantiate(cfg.data)
@@ -195,10 +197,12 @@ def _build(cfg: DictConfig, callbacks, commit, run_dir: Path, lock) -> Run:
     ckpt_path, resumes = _resume_checkpoint(cfg, run_dir, model.family, data)  # a bad checkpoint stops the run here ...
     data.setup("fit")  # ... and a missing dataset here, before the trainer starts
     _check_before_training(cfg, data, budget, hardware)
-    clock, monitor, flops, load = TrainingClock(), DivergenceMonitor(cfg.max_skipped_steps), TrainingFlops(), LoadMonitor()
-    curve = QualityCurve(clock, budget["curve_points"], at_seconds=curve_seconds(budget), flops=flops)
-    interruption = Interruption(run_dir / "checkpoints" / "last.ckpt")
     minutes = budget.get("train_minutes")
+    _check_carried(carried, minutes)
+    clock, monitor, flops, load = TrainingClock(carried), DivergenceMonitor(cfg.max_skipped_steps), TrainingFlops(carried=carried.get("train_flops")), LoadMonitor()
+    moments = curve_seconds(budget)  # a first stage's minutes are past when the second stage starts: its curve begins after them
+    curve = QualityCurve(clock, budget["curve_points"], at_seconds=None if moments is None else [t for t in moments if t > clock.elapsed()], flops=flops)
+    interruption = Interruption(run_dir / "checkpoints" / "last.ckpt")
     timed = [TimeBudget(clock, 60 * minutes, interruption.path)] if minutes else []  # after the curve: its last point is in the checkpoint
     machine = MachineSpeed() if minutes else None  # equal minutes compare only on machines of one speed; before the clock: not timed
     checkpoints = ModelCheckpoint(
@@ -241,7 +245,16 @@ def _build(cfg: DictConfig, callbacks, commit, run_dir: Path, lock) -> Run:
         kept_previous = previous_config is not None and rundir.keep_previous_record(run_dir)  # before anything replaces it
         rundir.write_config(cfg, run_dir)
     return Run(cfg, run_dir, commit, data, model, budget, hardware, speed, ckpt_path, trainer, clock, monitor, curve, interruption, scorer,
-               flops, load, lock, resumes, kept_previous, machine)
+               flops, load, lock, resumes, kept_previous, machine, carried or None)
+
+
+def _check_carried(carried: dict, minutes: float | None) -> None:
+    """Raise ConfigError when a first stage's training already fills the run's time budget (nothing left for the second stage)."""
+    seconds = carried.get("train_seconds") or 0.0
+    if minutes and seconds >= 60 * minutes:
+        raise ConfigError(f"the first stage ({carried.get('run')}) trained {seconds / 60:.1f} min, the whole budget.train_minutes={minutes:g}: "
+                          "a two-stage run's minutes count both stages; give a first stage trained for less (or none: the run "
+                          "trains one for budget.first_stage_share of the minutes), or raise budget.train_minutes")
 
 
 def train(r: Run) -> dict | None:
@@ -330,6 +343,7 @@ def make_record(r: Run, diverged: dict | None, metrics: dict, cards: dict, sampl
             "train_minutes_budget": r.budget.get("train_minutes"),
             "train_flops": r.flops.total(batches_done(trainer)),
             "train_flops_per_batch": r.flops.per_batch,
+            **({"first_stage": r.carried} if r.carried else {}),  # the part of train_seconds, train_images and train_flops the first stage trained
             "batches": batches_done(trainer),
             "epochs": trainer.current_epoch,
             "steps": trainer.global_step,
