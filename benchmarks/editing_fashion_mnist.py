@@ -63,7 +63,7 @@ def main() -> int:
                   f"class-mean flip / preservation | manipulation | seconds |\n|{'---|' * 11}")
             first = False
         if record.model == "gan":
-            result["gan"][str(path)] = _gan_row(record, model)
+            result["gan"][str(path)] = _gan_row(record, model, cfg.model)
         if model.latent_space is None or model.conditional:
             continue
         cache_dir = default_cache_dir()
@@ -88,20 +88,26 @@ def main() -> int:
               f"{label} | {seconds:.0f} |", flush=True)
 
     if result["gan"]:
-        print("\n| GAN run | conditional | discriminator | generator conditioning | classifier FID | recall | class accuracy |\n|---|---|---|---|---|---|---|")
+        print("\n| GAN run | conditional | discriminator | generator conditioning | training | classifier FID | recall | class accuracy |\n"
+              "|---|---|---|---|---|---|---|---|")
         for path, row in result["gan"].items():
-            print(f"| {Path(path).name} | {row['conditional']} | {row['discriminator']} | {row['generator']} | {row['fid_classifier']:.2f} | "
+            print(f"| {Path(path).name} | {row['conditional']} | {row['discriminator']} | {row['generator']} | {row['training']} | {row['fid_classifier']:.2f} | "
                   f"{row['recall']:.3f} | {row['control_accuracy'] if row['control_accuracy'] is None else format(row['control_accuracy'], '.3f')} |")
     if args.out:
         write_json(args.out, result)
     return 0
 
 
-def _gan_row(record: RunRecord, model) -> dict:
-    """A GAN run's conditioning (as its loaded model resolved it) and scores."""
+def _gan_row(record: RunRecord, model, model_cfg) -> dict:
+    """A GAN run's conditioning and training recipe (as its loaded model resolved them, and its model config) and scores."""
     conditional = model.conditional
+    lr = model_cfg.optimizer.lr
+    d_lr = lr if model.d_lr is None else model.d_lr
+    training = (f"{model.loss_name}, n_critic {model.n_critic}, lr G {lr:g} / D {d_lr:g}, betas ({model.betas[0]:g}, {model.betas[1]:g})"
+                + ("" if model_cfg.ema_decay is None else f", EMA {model_cfg.ema_decay:g}"))
     return {"conditional": conditional, "discriminator": "spectral norm" if model.spectral_norm else "BatchNorm",
             "generator": ("conditional BatchNorm" if model.conditional_bn else "embedding beside z") if conditional else "-",
+            "training": training,
             "fid_classifier": record.metrics.get("fid_classifier"), "recall": record.metrics.get("recall_classifier"),
             "control_accuracy": record.metrics.get("control_accuracy"), "epochs": record.timing.get("epochs"),
             "train_seconds": record.timing.get("train_seconds")}
