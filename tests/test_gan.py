@@ -214,3 +214,41 @@ def test_the_ema_generator_samples_with_batchnorm_statistics_of_its_own(conditio
     assert len(own) == len(live) > 0 and not all(torch.allclose(a, b) for a, b in zip(own, live))
     assert torch.equal(first, model.sample(8, generator=torch.Generator().manual_seed(1)))
     assert "standing statistics" in model.protocol()["sampler"]
+
+
+def test_the_auxiliary_classifier_learns_the_classes_and_teaches_the_generator():
+    """AC-GAN on a toy set whose two classes are dark and bright images: D's class head separates them and G's class loss falls."""
+    torch.manual_seed(0)
+    model = GAN((1, 28, 28), partial(torch.optim.Adam, lr=1e-3), latent_dim=8, base_channels=8, conditional=True, num_classes=2,
+                spectral_norm=False, class_loss_weight=1.0)
+    assert model.discriminator.classifier.out_features == 2 and "auxiliary classifier" in model.protocol()["discriminator"]
+    labels = torch.arange(256) % 2
+    images = (labels.float() * 1.2 - 0.6).view(-1, 1, 1, 1) + 0.1 * torch.randn(256, 1, 28, 28)  # class 0 near -0.6, class 1 near +0.6
+    history = []
+
+    class Record(L.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            history.append({k: v.item() for k, v in trainer.callback_metrics.items() if "class" in k})
+
+    trainer = L.Trainer(max_epochs=5, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        accelerator="cpu", callbacks=[Record()], limit_val_batches=0)
+    trainer.fit(model, DataLoader(TensorDataset(images.clamp(-1, 1), labels), batch_size=16, shuffle=True))
+    first, last = history[0], history[-1]
+    assert set(first) == {"train/d_class_loss", "train/d_class_accuracy", "train/g_class_loss"}
+    assert last["train/d_class_accuracy"] == 1.0 and last["train/d_class_loss"] < 0.1 < first["train/d_class_loss"]
+    assert last["train/g_class_loss"] < 0.1 * first["train/g_class_loss"]  # from about ln 2
+    model.eval()
+    with torch.no_grad():  # G draws class-1 images brighter than class-0 ones: the head's verdict reached it
+        drawn = model.sample(64, labels=torch.arange(64) % 2, generator=torch.Generator().manual_seed(0))
+    assert drawn[1::2].mean() > drawn[0::2].mean() + 0.5
+
+
+def test_the_auxiliary_classifier_needs_a_conditional_model_and_a_positive_weight():
+    with pytest.raises(ValueError, match="class_loss_weight .* needs conditional=true, got 1.0 with conditional=False"):
+        _gan(class_loss_weight=1.0)
+    with pytest.raises(ValueError, match="must be positive"):
+        _gan(conditional=True, num_classes=10, class_loss_weight=0.0)
+    with pytest.raises(ValueError, match="no class head"):
+        _gan(conditional=True, num_classes=10).discriminator(torch.zeros(2, 1, 28, 28), torch.zeros(2, dtype=torch.long), return_class_logits=True)
+    with pytest.raises(ValueError, match="needs num_classes > 0"):
+        DCGANDiscriminator((1, 28, 28), class_head=True)

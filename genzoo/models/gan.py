@@ -1,6 +1,7 @@
 """Generative adversarial network (Goodfellow et al. 2014) with DCGAN nets (Radford et al. 2016)."""
 
 import torch
+import torch.nn.functional as F
 
 from genzoo.models.base import GenerativeModel
 from genzoo.models.ema import ema_copy, standing_statistics, update_ema
@@ -26,7 +27,9 @@ class GAN(GenerativeModel):
 
     Logged per step: train/d_loss, train/g_loss, train/d_real and train/d_fake (mean
     D(x) and D(G(z)): probabilities for ns, raw critic values otherwise), train/gp
-    (wgan-gp), and the global L2 gradient norms train/d_grad_norm, train/g_grad_norm.
+    (wgan-gp), and the global L2 gradient norms train/d_grad_norm, train/g_grad_norm; with
+    the auxiliary classifier, train/d_class_loss and train/d_class_accuracy (D's class head
+    on the real batch) and train/g_class_loss (the head on G's images, against their labels).
     A GAN has no likelihood: validation and test log d_real and d_fake on held-out real
     images against as many samples (a large gap means D has overfit).
 
@@ -54,9 +57,17 @@ class GAN(GenerativeModel):
         conditional_bn: a conditional generator's label enters through per-class BatchNorm
             scales and shifts (Miyato & Koyama 2018) rather than an embedding concatenated to
             z (Mirza & Osindero 2014); None: on for a conditional GAN.
+        class_loss_weight: None (off) or w > 0: the auxiliary classifier of AC-GAN (Odena et
+            al. 2017). D gets a class head and adds w * cross-entropy of the real images'
+            labels to its loss; G adds w * cross-entropy of its images' labels under that
+            head. D's head learns from real images only, so it judges a fake's class as the real
+            data's classes look (Odena et al. train it on G's images too, a term that can
+            reward fakes that are merely easy to classify: Gong et al. 2019, TAC-GAN). Needs a
+            conditional model.
     Raises:
         ValueError: an unknown loss, latent_dim or n_critic < 1, gp_weight < 0, a bad decay,
-        d_lr <= 0, an image shape the nets cannot take, or a conditional model with num_classes < 2.
+        d_lr <= 0, class_loss_weight <= 0 or without conditional, an image shape the nets
+        cannot take, or a conditional model with num_classes < 2.
     """
 
     family = "gan"
@@ -80,6 +91,7 @@ class GAN(GenerativeModel):
         spectral_norm: bool | None = None,
         conditional_bn: bool | None = None,
         d_lr: float | None = None,
+        class_loss_weight: float | None = None,
     ):
         super().__init__(image_shape, optimizer)
         if loss not in GAN_LOSSES:
@@ -91,17 +103,21 @@ class GAN(GenerativeModel):
             raise ValueError(f"gp_weight must be >= 0, got {gp_weight}")
         if d_lr is not None and not d_lr > 0:
             raise ValueError(f"d_lr (the discriminator's learning rate) must be positive or null, got {d_lr}")
+        if class_loss_weight is not None and not (class_loss_weight > 0 and conditional):
+            raise ValueError(f"class_loss_weight (the auxiliary classifier's) must be positive and needs conditional=true, "
+                             f"got {class_loss_weight} with conditional={conditional}")
         self.save_hyperparameters(ignore=["optimizer"], logger=False)  # the optimiser is in config.yaml
         self.automatic_optimization = False
         self.latent_dim, self.loss_name, self.n_critic, self.gp_weight = latent_dim, loss, n_critic, gp_weight
         self.betas = tuple(DEFAULT_BETAS[loss] if betas is None else betas)
-        self.d_lr = d_lr
+        self.d_lr, self.class_loss_weight = d_lr, class_loss_weight
         self._set_conditional(conditional, num_classes)
         self.spectral_norm = self.conditional if spectral_norm is None else bool(spectral_norm)
         self.conditional_bn = self.conditional and (conditional_bn is None or bool(conditional_bn))
         self.generator = DCGANGenerator(image_shape, latent_dim, base_channels, self.num_classes, self.conditional_bn)
         norm = "none" if self.spectral_norm else "layer" if loss == "wgan-gp" else "batch"
-        self.discriminator = DCGANDiscriminator(image_shape, base_channels, norm, self.num_classes, self.spectral_norm)
+        self.discriminator = DCGANDiscriminator(image_shape, base_channels, norm, self.num_classes, self.spectral_norm,
+                                                class_head=class_loss_weight is not None)
         self.ema = None if ema_decay is None else ema_copy(self.generator, ema_decay)
         self._ema_statistics_stale = True  # the EMA copy's BatchNorm statistics are re-estimated before it next samples
 
@@ -135,9 +151,17 @@ class GAN(GenerativeModel):
     def _discriminator_step(self, real, labels, opt_d) -> dict:
         with torch.no_grad():
             fake = self.generator(self._noise(len(real)), labels)
-        real_logits, fake_logits = self.discriminator(real, labels), self.discriminator(fake, labels)
+        if self.class_loss_weight is None:
+            real_logits, class_logits = self.discriminator(real, labels), None
+        else:
+            real_logits, class_logits = self.discriminator(real, labels, return_class_logits=True)
+        fake_logits = self.discriminator(fake, labels)
         d_loss = discriminator_loss(self.loss_name, real_logits, fake_logits)
         logs = {"d_loss": d_loss.detach(), **self._d_outputs(real_logits, fake_logits)}
+        if class_logits is not None:
+            class_loss = F.cross_entropy(class_logits, labels)
+            d_loss = d_loss + self.class_loss_weight * class_loss
+            logs.update(d_class_loss=class_loss.detach(), d_class_accuracy=(class_logits.argmax(1) == labels).float().mean())
         if self.loss_name == "wgan-gp":
             gp = gradient_penalty(lambda x: self.discriminator(x, labels), real, fake)
             d_loss = d_loss + self.gp_weight * gp
@@ -150,7 +174,15 @@ class GAN(GenerativeModel):
 
     def _generator_step(self, n: int, labels, opt_g) -> dict:
         self.toggle_optimizer(opt_g)  # D's weights get no gradient from G's loss
-        g_loss = generator_loss(self.loss_name, self.discriminator(self.generator(self._noise(n), labels), labels))
+        fake = self.generator(self._noise(n), labels)
+        logs = {}
+        if self.class_loss_weight is None:
+            g_loss = generator_loss(self.loss_name, self.discriminator(fake, labels))
+        else:
+            fake_logits, class_logits = self.discriminator(fake, labels, return_class_logits=True)
+            class_loss = F.cross_entropy(class_logits, labels)
+            g_loss = generator_loss(self.loss_name, fake_logits) + self.class_loss_weight * class_loss
+            logs["g_class_loss"] = class_loss.detach()
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_loss)
         g_grad_norm = _grad_norm(self.generator)
@@ -159,7 +191,7 @@ class GAN(GenerativeModel):
         if self.ema is not None:
             update_ema(self.ema, self.generator)
             self._ema_statistics_stale = True
-        return {"g_loss": g_loss.detach(), "g_grad_norm": g_grad_norm}
+        return {"g_loss": g_loss.detach(), "g_grad_norm": g_grad_norm, **logs}
 
     def _noise(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.latent_dim, device=self.device)
@@ -231,7 +263,9 @@ class GAN(GenerativeModel):
             + (f"; class-conditional ({'conditional BatchNorm' if self.conditional_bn else 'label embedding'} in G, "
                "projection D), balanced labels" if self.conditional else ""),
             "discriminator": ("spectral normalisation (Miyato et al. 2018)" if self.spectral_norm
-                              else "LayerNorm (per sample, for the gradient penalty)" if self.loss_name == "wgan-gp" else "BatchNorm (DCGAN)"),
+                              else "LayerNorm (per sample, for the gradient penalty)" if self.loss_name == "wgan-gp" else "BatchNorm (DCGAN)")
+            + ("" if self.class_loss_weight is None else f"; auxiliary classifier on real images, weight {self.class_loss_weight:g} "
+               "(AC-GAN, Odena et al. 2017)"),
             "test_d_real/test_d_fake": "mean D output on the n_test test images and as many samples "
             + ("(probabilities)" if self.loss_name == "ns" else "(raw critic values)"),
         }
