@@ -13,7 +13,7 @@ manipulation label by the rule written in genzoo/report/course_notes.py. With --
 each run's edit_grid.png and edit_curve.png go to DIR/<run name>/.
 
 Every GAN run given (conditional or not) is also read from its metrics.json into a second
-table: discriminator and generator conditioning (from its config), classifier FID, recall
+table: discriminator (and its auxiliary classifier) and generator conditioning (from its config), classifier FID, recall
 over all its samples, and the class accuracy of a conditional one: what spectral
 normalisation and conditional BatchNorm bought. Prints markdown and writes JSON with the
 protocol (device, threads, load, versions, commit).
@@ -105,7 +105,9 @@ def _gan_row(record: RunRecord, model, model_cfg) -> dict:
     d_lr = lr if model.d_lr is None else model.d_lr
     training = (f"{model.loss_name}, n_critic {model.n_critic}, lr G {lr:g} / D {d_lr:g}, betas ({model.betas[0]:g}, {model.betas[1]:g})"
                 + ("" if model_cfg.ema_decay is None else f", EMA {model_cfg.ema_decay:g}"))
-    return {"conditional": conditional, "discriminator": "spectral norm" if model.spectral_norm else "BatchNorm",
+    discriminator = ("spectral norm" if model.spectral_norm else "BatchNorm") + (
+        "" if model.class_loss_weight is None else f", auxiliary classifier (weight {model.class_loss_weight:g})")
+    return {"conditional": conditional, "discriminator": discriminator,
             "generator": ("conditional BatchNorm" if model.conditional_bn else "embedding beside z") if conditional else "-",
             "training": training,
             "fid_classifier": record.metrics.get("fid_classifier"), "recall": record.metrics.get("recall_classifier"),
