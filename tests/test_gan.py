@@ -8,7 +8,13 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from genzoo.models.gan import GAN
-from genzoo.models.gan_losses import discriminator_loss, generator_loss, gradient_penalty
+from genzoo.models.gan_losses import (
+    discriminator_loss,
+    generator_loss,
+    gradient_penalty,
+    mode_seeking_labels,
+    mode_seeking_ratio,
+)
 from genzoo.nets.dcgan import ConditionalBatchNorm2d, DCGANDiscriminator, DCGANGenerator, dcgan_stages
 
 
@@ -252,3 +258,44 @@ def test_the_auxiliary_classifier_needs_a_conditional_model_and_a_positive_weigh
         _gan(conditional=True, num_classes=10).discriminator(torch.zeros(2, 1, 28, 28), torch.zeros(2, dtype=torch.long), return_class_logits=True)
     with pytest.raises(ValueError, match="needs num_classes > 0"):
         DCGANDiscriminator((1, 28, 28), class_head=True)
+
+
+def test_the_mode_seeking_ratio_against_closed_forms():
+    """Images that scale the codes by 3 give ratio 3; a collapsed generator (one image for every code) gives 0."""
+    z = torch.randn(5, 4, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(mode_seeking_ratio(3 * z.view(5, 1, 2, 2), z), torch.tensor(3.0))
+    assert mode_seeking_ratio(torch.ones(5, 1, 2, 2), z) == 0
+    pairs = (z[:2] - z[3:]).abs().mean()  # odd batch: draws 0, 1 against 3, 4
+    images = torch.zeros(5, 1, 2, 2)
+    images[0] = 1.0  # only pair (0, 3) differs, by 1 in each of 4 pixels: mean image distance 1/2
+    assert torch.allclose(mode_seeking_ratio(images, z), 0.5 / pairs)
+    assert mode_seeking_labels(torch.tensor([0, 1, 2, 3, 4])).tolist() == [0, 1, 2, 0, 1]
+    assert mode_seeking_labels(torch.tensor([5, 6, 7, 8])).tolist() == [5, 6, 5, 6]
+    with pytest.raises(ValueError, match="needs >= 2 images and one code per image, got 1 images"):
+        mode_seeking_ratio(torch.zeros(1, 1, 2, 2), z[:1])
+
+
+def test_the_mode_seeking_term_pairs_codes_under_one_label_and_pushes_their_images_apart():
+    model = _gan(conditional=True, num_classes=10, spectral_norm=False, mode_seeking_weight=1.0)
+    assert "MSGAN" in model.protocol()["generator_loss"]
+    calls = []
+    model.generator.register_forward_pre_hook(lambda module, args: calls.append(args[1].clone()))
+    torch.manual_seed(0)
+    images, labels = torch.rand(16, 1, 28, 28) * 2 - 1, torch.arange(16) % 10
+    trainer = L.Trainer(max_epochs=1, limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, accelerator="cpu")
+    trainer.fit(model, DataLoader(TensorDataset(images, labels), batch_size=16))
+    d_labels, g_labels = calls  # D's step draws its fakes for the batch's labels, G's step in pairs
+    assert d_labels.tolist() == labels.tolist() and g_labels.tolist() == labels[:8].tolist() * 2
+    assert torch.isfinite(trainer.callback_metrics["train/g_mode_seeking_ratio"])
+    # one gradient step on the term alone spreads the images of a fixed pair of code batches
+    z, y = torch.randn(16, 8, generator=torch.Generator().manual_seed(1)), mode_seeking_labels(labels)
+    model.generator.train()
+    before = mode_seeking_ratio(model.generator(z, y), z)
+    (1.0 / (before + 1e-5)).backward()
+    with torch.no_grad():
+        for p in model.generator.parameters():
+            p -= 1e-2 * p.grad / (p.grad.norm() + 1e-12)
+    assert mode_seeking_ratio(model.generator(z, y), z) > before
+    with pytest.raises(ValueError, match="mode_seeking_weight must be positive or null, got 0"):
+        _gan(mode_seeking_weight=0)

@@ -5,13 +5,21 @@ import torch.nn.functional as F
 
 from genzoo.models.base import GenerativeModel
 from genzoo.models.ema import ema_copy, standing_statistics, update_ema
-from genzoo.models.gan_losses import GAN_LOSSES, discriminator_loss, generator_loss, gradient_penalty
+from genzoo.models.gan_losses import (
+    GAN_LOSSES,
+    discriminator_loss,
+    generator_loss,
+    gradient_penalty,
+    mode_seeking_labels,
+    mode_seeking_ratio,
+)
 from genzoo.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 
 # Adam betas and discriminator steps per generator step that each loss's paper trains with:
 # DCGAN (Radford et al. 2016) for ns and hinge, Gulrajani et al. 2017 for wgan-gp.
 DEFAULT_BETAS = {"ns": (0.5, 0.999), "hinge": (0.5, 0.999), "wgan-gp": (0.0, 0.9)}
 DEFAULT_N_CRITIC = {"ns": 1, "hinge": 1, "wgan-gp": 5}
+MODE_SEEKING_EPS = 1e-5  # Mao et al.'s eps in 1 / (ratio + eps)
 EMA_STAT_BATCHES, EMA_STAT_BATCH = 16, 128  # draws that give the EMA generator its BatchNorm statistics (~0.3 s on a CPU)
 
 
@@ -29,7 +37,8 @@ class GAN(GenerativeModel):
     D(x) and D(G(z)): probabilities for ns, raw critic values otherwise), train/gp
     (wgan-gp), and the global L2 gradient norms train/d_grad_norm, train/g_grad_norm; with
     the auxiliary classifier, train/d_class_loss and train/d_class_accuracy (D's class head
-    on the real batch) and train/g_class_loss (the head on G's images, against their labels).
+    on the real batch) and train/g_class_loss (the head on G's images, against their labels);
+    with the mode-seeking term, train/g_mode_seeking_ratio.
     A GAN has no likelihood: validation and test log d_real and d_fake on held-out real
     images against as many samples (a large gap means D has overfit).
 
@@ -64,9 +73,14 @@ class GAN(GenerativeModel):
             data's classes look (Odena et al. train it on G's images too, a term that can
             reward fakes that are merely easy to classify: Gong et al. 2019, TAC-GAN). Needs a
             conditional model.
+        mode_seeking_weight: None (off) or w > 0: MSGAN's mode-seeking term (Mao et al. 2019).
+            G's batch is drawn in pairs (the same label, two codes) and G adds
+            w / (mean |G(z_a) - G(z_b)| / mean |z_a - z_b| + 1e-5) to its loss, so two codes
+            drawing one image cost most: a remedy for the within-class collapse of
+            conditional GANs (it works unconditionally too).
     Raises:
         ValueError: an unknown loss, latent_dim or n_critic < 1, gp_weight < 0, a bad decay,
-        d_lr <= 0, class_loss_weight <= 0 or without conditional, an image shape the nets
+        d_lr <= 0, class_loss_weight <= 0 or without conditional, mode_seeking_weight <= 0, an image shape the nets
         cannot take, or a conditional model with num_classes < 2.
     """
 
@@ -92,6 +106,7 @@ class GAN(GenerativeModel):
         conditional_bn: bool | None = None,
         d_lr: float | None = None,
         class_loss_weight: float | None = None,
+        mode_seeking_weight: float | None = None,
     ):
         super().__init__(image_shape, optimizer)
         if loss not in GAN_LOSSES:
@@ -106,11 +121,13 @@ class GAN(GenerativeModel):
         if class_loss_weight is not None and not (class_loss_weight > 0 and conditional):
             raise ValueError(f"class_loss_weight (the auxiliary classifier's) must be positive and needs conditional=true, "
                              f"got {class_loss_weight} with conditional={conditional}")
+        if mode_seeking_weight is not None and not mode_seeking_weight > 0:
+            raise ValueError(f"mode_seeking_weight must be positive or null, got {mode_seeking_weight}")
         self.save_hyperparameters(ignore=["optimizer"], logger=False)  # the optimiser is in config.yaml
         self.automatic_optimization = False
         self.latent_dim, self.loss_name, self.n_critic, self.gp_weight = latent_dim, loss, n_critic, gp_weight
         self.betas = tuple(DEFAULT_BETAS[loss] if betas is None else betas)
-        self.d_lr, self.class_loss_weight = d_lr, class_loss_weight
+        self.d_lr, self.class_loss_weight, self.mode_seeking_weight = d_lr, class_loss_weight, mode_seeking_weight
         self._set_conditional(conditional, num_classes)
         self.spectral_norm = self.conditional if spectral_norm is None else bool(spectral_norm)
         self.conditional_bn = self.conditional and (conditional_bn is None or bool(conditional_bn))
@@ -151,10 +168,7 @@ class GAN(GenerativeModel):
     def _discriminator_step(self, real, labels, opt_d) -> dict:
         with torch.no_grad():
             fake = self.generator(self._noise(len(real)), labels)
-        if self.class_loss_weight is None:
-            real_logits, class_logits = self.discriminator(real, labels), None
-        else:
-            real_logits, class_logits = self.discriminator(real, labels, return_class_logits=True)
+        real_logits, class_logits = self._discriminate(real, labels)
         fake_logits = self.discriminator(fake, labels)
         d_loss = discriminator_loss(self.loss_name, real_logits, fake_logits)
         logs = {"d_loss": d_loss.detach(), **self._d_outputs(real_logits, fake_logits)}
@@ -174,14 +188,19 @@ class GAN(GenerativeModel):
 
     def _generator_step(self, n: int, labels, opt_g) -> dict:
         self.toggle_optimizer(opt_g)  # D's weights get no gradient from G's loss
-        fake = self.generator(self._noise(n), labels)
-        logs = {}
-        if self.class_loss_weight is None:
-            g_loss = generator_loss(self.loss_name, self.discriminator(fake, labels))
-        else:
-            fake_logits, class_logits = self.discriminator(fake, labels, return_class_logits=True)
+        if self.mode_seeking_weight is not None and labels is not None:
+            labels = mode_seeking_labels(labels)  # draws i and n - n // 2 + i share a label
+        z = self._noise(n)
+        fake = self.generator(z, labels)
+        fake_logits, class_logits = self._discriminate(fake, labels)
+        g_loss, logs = generator_loss(self.loss_name, fake_logits), {}
+        if self.mode_seeking_weight is not None:
+            ratio = mode_seeking_ratio(fake, z)
+            g_loss = g_loss + self.mode_seeking_weight / (ratio + MODE_SEEKING_EPS)
+            logs["g_mode_seeking_ratio"] = ratio.detach()
+        if class_logits is not None:
             class_loss = F.cross_entropy(class_logits, labels)
-            g_loss = generator_loss(self.loss_name, fake_logits) + self.class_loss_weight * class_loss
+            g_loss = g_loss + self.class_loss_weight * class_loss
             logs["g_class_loss"] = class_loss.detach()
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_loss)
@@ -192,6 +211,12 @@ class GAN(GenerativeModel):
             update_ema(self.ema, self.generator)
             self._ema_statistics_stale = True
         return {"g_loss": g_loss.detach(), "g_grad_norm": g_grad_norm, **logs}
+
+    def _discriminate(self, x, labels) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """D's (B,) logits on x, and its auxiliary classifier's (B, num_classes) logits (None without one)."""
+        if self.class_loss_weight is None:
+            return self.discriminator(x, labels), None
+        return self.discriminator(x, labels, return_class_logits=True)
 
     def _noise(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.latent_dim, device=self.device)
@@ -266,6 +291,9 @@ class GAN(GenerativeModel):
                               else "LayerNorm (per sample, for the gradient penalty)" if self.loss_name == "wgan-gp" else "BatchNorm (DCGAN)")
             + ("" if self.class_loss_weight is None else f"; auxiliary classifier on real images, weight {self.class_loss_weight:g} "
                "(AC-GAN, Odena et al. 2017)"),
+            "generator_loss": self.loss_name + ("" if self.mode_seeking_weight is None else
+                                                f" + {self.mode_seeking_weight:g} / (mode-seeking ratio + {MODE_SEEKING_EPS:g}), pairs of "
+                                                "codes under one label (MSGAN, Mao et al. 2019)"),
             "test_d_real/test_d_fake": "mean D output on the n_test test images and as many samples "
             + ("(probabilities)" if self.loss_name == "ns" else "(raw critic values)"),
         }

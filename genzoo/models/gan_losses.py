@@ -52,3 +52,25 @@ def gradient_penalty(discriminator, real: torch.Tensor, fake: torch.Tensor) -> t
     x_hat = (mix * real + (1 - mix) * fake.detach()).requires_grad_(True)
     (grad,) = torch.autograd.grad(discriminator(x_hat).sum(), x_hat, create_graph=True)
     return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+
+def mode_seeking_ratio(images: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """mean |x_a - x_b| / mean |z_a - z_b| over pairs of draws: MSGAN's ratio (Mao et al. 2019, eq. 3).
+
+    images: (B, ...) generator outputs, B >= 2; z: (B, latent_dim) their codes. The pairs are
+    the first B // 2 draws against the last B // 2 (for a conditional G, give each pair one
+    label: `mode_seeking_labels`). Returns a scalar that keeps the graph; the generator
+    minimises 1 / (ratio + eps), so two codes that land on one image (a collapsed mode)
+    cost most. Raises ValueError for B < 2 or a batch size that differs between images and z.
+    """
+    if len(images) < 2 or len(images) != len(z):
+        raise ValueError(f"the mode-seeking ratio needs >= 2 images and one code per image, got {len(images)} images and {len(z)} codes")
+    half = len(images) // 2
+    image_distance = (images[:half] - images[len(images) - half:]).abs().mean()
+    z_distance = (z[:half] - z[len(z) - half:]).abs().mean()
+    return image_distance / z_distance
+
+
+def mode_seeking_labels(labels: torch.Tensor) -> torch.Tensor:
+    """(B,) labels rearranged so that draw i and draw B - B // 2 + i share one: the first B - B // 2 labels, then the first B // 2 again."""
+    return torch.cat([labels[:len(labels) - len(labels) // 2], labels[:len(labels) // 2]])

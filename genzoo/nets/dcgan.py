@@ -178,14 +178,15 @@ class DCGANDiscriminator(nn.Module):
         """(B,) logits; with return_class_logits, also the class head's (B, num_classes) logits."""
         _labels_needed(labels, self.num_classes, len(x))
         h = self.features(x)
-        logit = self.head(h.flatten(1)).squeeze(1)
+        flat = h.flatten(1)
+        logit = self.head(flat).squeeze(1)
         if self.embed is not None:
             logit = logit + (self.embed(labels).to(h.dtype) * h.sum((2, 3))).sum(1)
         if not return_class_logits:
             return logit
         if self.classifier is None:
             raise ValueError("this discriminator has no class head: build it with class_head=True")
-        return logit, self.classifier(h.flatten(1))
+        return logit, self.classifier(flat)
 
 
 def _dcgan_init(module: nn.Module) -> None:
