@@ -1,7 +1,7 @@
 """Latent diffusion beside pixel diffusion, and the DiT beside the U-Net, from finished runs.
 
     python benchmarks/ldm_fashion_mnist.py --ldm <run dir> --ddpm <run dir> [--dit <run dir>]
-        [--n 1000] [--seed 0] [--out FILE.json]
+        [--n 1000] [--seed 0] [--out FILE.json] [--pictures DIR]
 
 Give runs trained the same way (e.g. the equal-time sweep's `ldm` and `ddpm` runs of one seed,
 and `model=ddpm model.net=dit` under the same budget). From each run's metrics.json: the
@@ -17,6 +17,9 @@ Measured here from the final weights (checkpoints/last.ckpt):
   the same classifier against the first --n test images. An LDM cannot draw better than its
   decoder reconstructs: its FID sits above this floor, as every family's sits above the
   real-data floor.
+With --pictures, DIR gets the LDM's 64 samples (seed --seed, the sampler its run chose) with
+x0 clipped to its bound (ldm_samples.png) and unclipped (ldm_samples_unclipped.png), and its
+first stage's reconstructions of 32 test images beside them (ldm_first_stage.png).
 Prints markdown and writes JSON with the protocol (device, threads, load, versions, commit).
 """
 
@@ -30,7 +33,7 @@ sys.path.insert(0, str(ROOT))  # this checkout's genzoo, not an installed one
 import torch  # noqa: E402
 
 from genzoo import load_run, protocol  # noqa: E402
-from genzoo.artifacts import write_json  # noqa: E402
+from genzoo.artifacts import save_grid, write_json  # noqa: E402
 from genzoo.evaluation.comparison import floor_images  # noqa: E402
 from genzoo.metrics.harness import build_extractor, eval_cache_dir, fid_kid  # noqa: E402
 from genzoo.metrics.resources import flops_per_sample  # noqa: E402
@@ -78,6 +81,24 @@ def first_stage(trained, n: int, seed: int) -> dict:
     }
 
 
+def pictures(trained, out: Path, seed: int) -> None:
+    """The LDM's samples clipped and unclipped (the sampler its run chose), and its first stage's reconstructions, into out/."""
+    model, data = trained.model, trained.data
+    choice = RunRecord.read(trained.run_dir / "metrics.json").metrics.get("sampler_selection")
+    if choice:
+        model.use_sampler(choice["settings"])
+    bound = model.clip_x0
+    for name, clip in (("ldm_samples.png", bound), ("ldm_samples_unclipped.png", None)):
+        model.clip_x0 = clip
+        save_grid(model.sample(64, generator=torch.Generator().manual_seed(seed)), out / name)
+    model.clip_x0 = bound
+    x = data.test_images[:32]
+    x = x.float() / 127.5 - 1 if x.dtype == torch.uint8 else x
+    with torch.no_grad():
+        recon = model.first_stage(model.first_stage.encode(x.to(model.device))).cpu()
+    save_grid(torch.stack([x, recon], 1).flatten(0, 1), out / "ldm_first_stage.png")  # pairs: image, reconstruction
+
+
 def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
@@ -90,6 +111,7 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=1000, help="images for the reconstruction floor (the records' n)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--pictures", type=Path, help="a folder for the LDM's sample grids (clipped, unclipped) and reconstructions")
     args = parser.parse_args()
 
     runs = {role: load_run(path) for role in ROLES if (path := getattr(args, role)) is not None}
@@ -120,6 +142,8 @@ def main() -> int:
           f"reconstruction floor at n = {floor['n']}: FID {floor['fid_classifier']:.1f}, KID {floor['kid_classifier']:.2f}")
     if args.out:
         write_json(args.out, result)
+    if args.pictures:
+        pictures(runs["ldm"], args.pictures, args.seed)
     return 0
 
 

@@ -10,10 +10,12 @@ from genzoo.diffusion import (
     cosine_betas,
     ddim_sample,
     ddim_timesteps,
+    extract,
     linear_betas,
     make_schedule,
     predict_x0_eps,
     q_sample,
+    x0_bound,
 )
 
 
@@ -144,3 +146,17 @@ def test_ddim_step_count_checks():
         ddim_timesteps(1000, 1001)
     with pytest.raises(ValueError, match="eta must be >= 0"):
         ddim_sample(ToyNet(), make_schedule("linear", 10), (1, 1, 1, 1), steps=5, eta=-1)
+
+
+def test_x0_is_clipped_to_the_bound_clip_x0_names():
+    s = make_schedule("linear", 1000)
+    t = torch.tensor([999, 999])
+    x_t, eps_out = torch.zeros(2, 1, 2, 2), torch.ones(2, 1, 2, 2)  # x0 = -sqrt(1 - a) / sqrt(a), about -160 at t = T
+    assert [x0_bound(c) for c in (True, False, None, 2.5)] == [1.0, None, None, 2.5]
+    for clip, bound in ((True, 1.0), (2.5, 2.5)):
+        x0, eps = predict_x0_eps(eps_out, x_t, t, s, "eps", clip)
+        assert torch.allclose(x0, torch.full_like(x0, -bound))
+        assert torch.allclose(extract(s.sqrt_alphas_cumprod, t, 4) * x0 + extract(s.sqrt_one_minus_alphas_cumprod, t, 4) * eps, x_t)
+    assert predict_x0_eps(eps_out, x_t, t, s, "eps", None)[0].max() < -2.5
+    with pytest.raises(ValueError, match="clip_x0 must be true, false/null or a positive bound, got 0"):
+        x0_bound(0.0)

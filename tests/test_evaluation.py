@@ -119,6 +119,7 @@ def test_evaluate_rescores_a_finished_run_without_touching_it(data_root, tmp_pat
     payload = evaluate_run(tmp_path, ["eval=classifier", "budget.eval_samples=200"])
     assert payload["model"] == "ae" and payload["metrics"]["fid_classifier"] > 0
     assert payload["protocol"]["metric_cards"]["fid_classifier"]["n_fake"] == 200
+    assert payload["protocol"]["sampler"].startswith("full-covariance Gaussian fitted to the training latents")  # the AE's, named
     (out,) = (tmp_path / "evaluations").iterdir()
     assert json.loads((out / "evaluation.json").read_text())["metrics"] == payload["metrics"]
     assert (out / "nearest_neighbours.png").is_file() and (tmp_path / "metrics.json").read_bytes() == before

@@ -61,16 +61,21 @@ def test_training_moves_the_unet_only_and_the_loss_falls_on_a_fixed_batch():
     assert {id(p) for p in model.trainable_parameters()} == {id(p) for p in model.net.parameters()}
 
 
-def test_samples_are_the_decoded_latents_of_the_ddpm_sampler_unclipped():
-    model = _model().eval()
+def test_samples_are_the_decoded_latents_of_the_ddpm_sampler_clipped_to_the_latent_bound():
+    model = _model(clip_x0=1.5).eval()
     model.measure_scale(_images())
     with torch.no_grad():
         latents = DDPM.sample(model, 3, torch.Generator().manual_seed(4))
         images = model.sample(3, torch.Generator().manual_seed(4))
+        model.clip_x0 = None
+        unclipped = DDPM.sample(model, 3, torch.Generator().manual_seed(4))
     assert latents.shape == (3, 4, 7, 7) and images.shape == (3, 1, 28, 28)
-    assert latents.abs().max() > 1  # the latent sampler does not clip to the images' [-1, 1]
+    assert 1 < latents.abs().max() <= 1.5 < unclipped.abs().max()  # its own bound, not the images' [-1, 1]
     assert torch.equal(images, model.first_stage(latents / model.latent_scale))
     assert model.nfe_per_sample == 5 + 1
+    assert "x0 unclipped" in model.protocol()["sampler"] and "+-5 (scaled latents" in _model().protocol()["sampler"]
+    with pytest.raises(ValueError, match="clip_x0 .* must be positive or null, got 0"):
+        _model(clip_x0=0)
 
 
 def test_only_a_first_stage_with_map_latents_is_accepted():

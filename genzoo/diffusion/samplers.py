@@ -13,8 +13,24 @@ from genzoo.diffusion.schedules import Schedule, extract
 PREDICTIONS = ("eps", "v")
 
 
-def predict_x0_eps(output, x_t, t, schedule: Schedule, prediction: str = "eps", clip_x0: bool = True):
-    """(x0, eps) implied by the net's output at x_t; x0 clipped to [-1, 1] when clip_x0.
+def x0_bound(clip_x0) -> float | None:
+    """The bound b the samplers clip x0 predictions (and the final sample) to, |x0| <= b.
+
+    clip_x0: True (images in [-1, 1]: b = 1), False or None (no clipping: None), or a
+    positive number b (latents scaled to unit variance: a bound in units of their std).
+    Raises ValueError for a number <= 0.
+    """
+    if clip_x0 is True:
+        return 1.0
+    if clip_x0 is False or clip_x0 is None:
+        return None
+    if not clip_x0 > 0:
+        raise ValueError(f"clip_x0 must be true, false/null or a positive bound, got {clip_x0}")
+    return float(clip_x0)
+
+
+def predict_x0_eps(output, x_t, t, schedule: Schedule, prediction: str = "eps", clip_x0: bool | float = True):
+    """(x0, eps) implied by the net's output at x_t; x0 clipped to [-b, b], b = x0_bound(clip_x0), when clipping.
 
     After clipping, eps is recomputed from x0 and x_t so the two stay consistent.
     Raises ValueError for an unknown prediction type.
@@ -27,10 +43,16 @@ def predict_x0_eps(output, x_t, t, schedule: Schedule, prediction: str = "eps", 
         x0 = sqrt_a * x_t - sqrt_1ma * output
     else:
         raise ValueError(f"unknown prediction '{prediction}': choose one of {', '.join(PREDICTIONS)}")
-    if clip_x0:
-        x0 = x0.clamp(-1, 1)
+    bound = x0_bound(clip_x0)
+    if bound is not None:
+        x0 = x0.clamp(-bound, bound)
     eps = (x_t - sqrt_a * x0) / sqrt_1ma
     return x0, eps
+
+
+def _clip(x: torch.Tensor, clip_x0) -> torch.Tensor:
+    bound = x0_bound(clip_x0)
+    return x if bound is None else x.clamp(-bound, bound)
 
 
 def _noise(shape, generator, device):
@@ -53,8 +75,10 @@ def ancestral_sample(net, schedule: Schedule, shape, generator=None, prediction=
         schedule: the training schedule.
         shape: (N, C, H, W) of the batch to draw.
         generator: CPU torch.Generator, or None for the global RNG.
+        prediction: what the net predicts, one of PREDICTIONS.
+        clip_x0: True, False/None or a positive bound on |x0| (see x0_bound).
     Returns:
-        (N, C, H, W) float32 in [-1, 1] (when clip_x0).
+        (N, C, H, W) float32, in [-b, b] when clipping (b = x0_bound(clip_x0): 1 for True).
     """
     device = _device(net)
     x = _noise(shape, generator, device)
@@ -64,7 +88,7 @@ def ancestral_sample(net, schedule: Schedule, shape, generator=None, prediction=
         x = posterior_mean(schedule, x0, x, t)
         if step > 0:
             x = x + extract(schedule.posterior_variance, t, x.ndim).sqrt() * _noise(shape, generator, device)
-    return x.clamp(-1, 1) if clip_x0 else x
+    return _clip(x, clip_x0)
 
 
 def posterior_mean(schedule: Schedule, x0, x_t, t) -> torch.Tensor:
@@ -99,7 +123,7 @@ def ddim_sample(net, schedule: Schedule, shape, steps=50, eta=0.0, generator=Non
         x_T: the starting noise, `shape`, on the net's device; None draws it from `generator`.
             With eta = 0 the sample is a deterministic function of x_T (DDIM's latent code).
     Returns:
-        (N, C, H, W) float32 in [-1, 1] (when clip_x0).
+        (N, C, H, W) float32, in [-b, b] when clipping (b = x0_bound(clip_x0): 1 for True).
     Raises:
         ValueError: steps outside [1, T] or eta < 0.
     """
@@ -117,4 +141,4 @@ def ddim_sample(net, schedule: Schedule, shape, steps=50, eta=0.0, generator=Non
         x = a_prev**0.5 * x0 + max(1 - a_prev - sigma**2, 0.0) ** 0.5 * eps
         if sigma > 0:
             x = x + sigma * _noise(shape, generator, device)
-    return x.clamp(-1, 1) if clip_x0 else x
+    return _clip(x, clip_x0)

@@ -4,7 +4,9 @@
 
 Loads the run's config.yaml and its final weights (checkpoints/last.ckpt, or the given
 checkpoint), then scores samples with the evaluation harness under the run's settings,
-changed by the overrides (eval.*, budget.*, seed, hardware). The result is written to
+changed by the overrides (eval.*, budget.*, seed, hardware), drawing with the sampler the run
+chose on validation images where its record has one (metrics.sampler_selection, e.g. the
+DDPM's DDIM eta). The result, with the sampler it drew with, is written to
 <run dir>/evaluations/<time>/evaluation.json with its protocol cards and
 nearest_neighbours.png; the run's own metrics.json is left as it was.
 """
@@ -20,6 +22,7 @@ from genzoo.errors import ConfigError, GenzooError, exit_with_error
 from genzoo.families import of_target
 from genzoo.metrics.harness import evaluate
 from genzoo.models.build import load_trained, locate, read_run_config
+from genzoo.training.record import RunRecord
 
 OVERRIDABLE = ("eval", "budget", "seed", "hardware")
 
@@ -40,6 +43,10 @@ def evaluate_run(target, overrides=()) -> dict:
             cfg[key] = fresh[key]
 
     data, model, device = load_trained(cfg, ckpt)
+    record = run_dir / "metrics.json"
+    choice = RunRecord.read(record).metrics.get("sampler_selection") if record.is_file() else None
+    if choice:
+        model.use_sampler(choice["settings"])  # as the run scored its samples
     out_dir = run_dir / "evaluations" / time.strftime("%Y-%m-%d_%H-%M-%S")
     out_dir.mkdir(parents=True, exist_ok=True)
     budget = cfg.budget
@@ -54,6 +61,8 @@ def evaluate_run(target, overrides=()) -> dict:
         "protocol": {
             "seed": cfg.seed,
             "eval_samples": budget.eval_samples,
+            "sampler": model.protocol().get("sampler", "the family's sample()")
+            + (f" (the run's choice on validation images: {choice['settings']})" if choice else ""),
             "hardware": protocol.hardware(device, cfg.hardware.precision),
             "versions": protocol.versions(),
             "git_commit": protocol.git_commit(),

@@ -61,7 +61,7 @@ class DDPM(GenerativeModel):
 
     family = "ddpm"
     latent_space = "prior"
-    clip_x0 = True  # the samplers clip their x0 predictions to the images' [-1, 1] (latent diffusion does not)
+    clip_x0 = True  # the samplers clip their x0 predictions to the images' [-1, 1] (latent diffusion: to a bound of its own)
 
     def __init__(
         self,

@@ -19,7 +19,10 @@ class LDM(DDPM):
     models quantise inside the decoder likewise). `scale` makes the latents unit-variance as
     Rombach et al. do: 1 / std of the latents of the first `scale_images` training images,
     measured when fit starts (before the sanity check) and kept in checkpoints (the buffer `latent_scale`). The
-    samplers do not clip x0 (latents are not bounded to [-1, 1]).
+    samplers clip x0 predictions to [-clip_x0, clip_x0] in scaled (unit-variance) units, the
+    latent analogue of the pixel DDPM's clip to [-1, 1]: unclipped, an under-trained eps
+    net's x0 = (z_t - sqrt(1 - a) eps) / sqrt(a) blows up at high noise (1 / sqrt(a_T) ~ 160)
+    and the samples leave the latents' range (docs/guide/ldm.md measures it).
 
     Test metrics: `first_stage_recon_mse` (the first stage's reconstruction error of the test
     images, per element on [-1, 1]: its decoder is a floor on what the LDM can draw) and
@@ -34,6 +37,7 @@ class LDM(DDPM):
         first_stage_family: the first stage's family, one of FIRST_STAGES.
         first_stage_overrides: {model key: value} of the first stage trained when first_stage is null.
         scale_images: training images whose latents' std sets the scale.
+        clip_x0: the bound on |x0| in scaled latent units (> 0), or None for no clipping.
         **ddpm: the DDPM's arguments (num_steps, schedule, prediction, the U-Net, ema_decay,
             sampler, sample_steps, eta, conditional, num_classes, p_uncond, guidance_scale).
     Raises:
@@ -42,16 +46,18 @@ class LDM(DDPM):
     """
 
     family = "ldm"
-    clip_x0 = False
 
     def __init__(self, image_shape, optimizer, first_stage: str | None = None, first_stage_family: str = "vqvae",
-                 first_stage_overrides: dict | None = None, scale_images: int = 5000, **ddpm):
+                 first_stage_overrides: dict | None = None, scale_images: int = 5000, clip_x0: float | None = 5.0, **ddpm):
         if first_stage_family not in FIRST_STAGES:
             raise ValueError(f"latent diffusion's first stage must be one of {', '.join(FIRST_STAGES)}, got {first_stage_family!r}")
         model, record = stages.obtain(first_stage, first_stage_family, image_shape, first_stage_overrides)
         with torch.no_grad():
             latent_shape = tuple(model.eval().encode_latents(torch.zeros(1, *image_shape)).shape[1:])
+        if clip_x0 is not None and not clip_x0 > 0:
+            raise ValueError(f"clip_x0 (the bound on the latent x0, in units of the latents' std) must be positive or null, got {clip_x0}")
         super().__init__(image_shape, optimizer, ode_likelihood=False, diffusion_shape=latent_shape, **ddpm)
+        self.clip_x0 = clip_x0  # the DDPM's samplers read it (theirs is True: [-1, 1])
         self.save_hyperparameters(ignore=["optimizer"], logger=False)
         self.first_stage = stages.FrozenFirstStage(model)
         self.first_stage_record = record
@@ -126,7 +132,9 @@ class LDM(DDPM):
         base = {k: v for k, v in super().protocol().items() if k in ("sampler", "conditional")}
         return {
             **base,
-            "sampler": base["sampler"] + f" in the {'x'.join(map(str, self.diffusion_shape))} latent space, x0 unclipped, then one decoder pass",
+            "sampler": base["sampler"] + f" in the {'x'.join(map(str, self.diffusion_shape))} latent space, "
+            + ("x0 unclipped" if self.clip_x0 is None else f"x0 clipped to +-{self.clip_x0:g} (scaled latents, unit variance)")
+            + ", then one decoder pass",
             "first_stage": stages.describe(self.hparams.first_stage, self.hparams.first_stage_family, self.first_stage_record),
             "latent_scale": f"{self.latent_scale.item():.4g} = 1 / std of the latents of the first {self.scale_images} training images",
             "first_stage_recon_mse": "the first stage's reconstruction error of the test images, per element on [-1, 1]",
