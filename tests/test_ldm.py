@@ -78,9 +78,28 @@ def test_samples_are_the_decoded_latents_of_the_ddpm_sampler_clipped_to_the_late
         _model(clip_x0=0)
 
 
-def test_only_a_first_stage_with_map_latents_is_accepted():
-    with pytest.raises(ValueError, match="must be one of vqvae"):
-        LDM((1, 28, 28), torch.optim.Adam, first_stage_family="vae")
+def test_only_a_first_stage_with_an_encoder_is_accepted():
+    with pytest.raises(ValueError, match="must be one of vqvae, ae, vae, got 'gan'"):
+        LDM((1, 28, 28), torch.optim.Adam, first_stage_family="gan")
+
+
+@pytest.mark.parametrize("family", ["ae", "vae"])
+def test_a_vector_first_stage_is_diffused_as_a_one_by_one_map(family):
+    torch.manual_seed(0)
+    model = LDM((1, 28, 28), partial(torch.optim.Adam, lr=2e-3), first_stage_family=family, first_stage_overrides={"latent_dim": 6},
+                num_steps=20, base_channels=8, channel_mults=(1,), num_res_blocks=1, attention_levels=(0,), dropout=0.0, sample_steps=5).eval()
+    x = _images()
+    model.measure_scale(x)
+    z = model.latents(x)
+    assert model.diffusion_shape == (6, 1, 1) and z.shape == (32, 6, 1, 1)
+    assert torch.allclose(z.std(), torch.tensor(1.0), atol=1e-4)  # the scale gives unit variance here too
+    codes = model.first_stage.model.encode_latents(x)  # (32, 6): the same numbers, as a map
+    assert torch.equal(z.flatten(1), codes * model.latent_scale)
+    assert torch.allclose(model.first_stage(z / model.latent_scale), model.first_stage.model.decode_latents(codes).clamp(-1, 1), atol=1e-5)
+    with torch.no_grad():
+        loss = model.loss(z)
+        images = model.sample(3, torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss) and images.shape == (3, 1, 28, 28) and images.abs().max() <= 1
 
 
 @pytest.mark.slow  # two runs end to end (a first stage and the second), over a minute on 2 cores

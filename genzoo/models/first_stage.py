@@ -36,15 +36,19 @@ class FrozenFirstStage(torch.nn.Module):
     its parameters take no gradient and it stays in eval mode whatever mode its owner is put
     in (no batch-norm or codebook updates). Decoding is this module's forward, so one
     decoder pass per image counts as one network evaluation (the contract test's hooks).
+    With `as_map`, for a family whose latent is a vector (the AE's and VAE's (B, D) codes),
+    codes are seen as (B, D, 1, 1) maps, so a second stage built for maps (a U-Net) can take them.
 
     Args:
         model: the first stage's GenerativeModel (genzoo.models.first_stage.load or untrained).
+        as_map: the model's codes are (B, D) vectors: encode gives (B, D, 1, 1) maps, forward takes them.
     Raises:
         ValueError: a model without an encoder.
     """
 
-    def __init__(self, model):
+    def __init__(self, model, as_map: bool = False):
         super().__init__()
+        self.as_map = as_map
         if getattr(model, "latent_space", None) != "encoder":
             raise ValueError(f"a first stage needs an encoder (latent trait 'encoder'): {model.family} has {model.latent_space!r}")
         self.model = model.eval()
@@ -56,12 +60,15 @@ class FrozenFirstStage(torch.nn.Module):
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """The latent code (B, *latent shape) of images x (B, C, H, W) in [-1, 1]."""
-        return self.model.encode_latents(x)
+        """The latent code (B, *latent shape) of images x (B, C, H, W) in [-1, 1]; (B, D, 1, 1) for a vector code with as_map."""
+        z = self.model.encode_latents(x)
+        return z[:, :, None, None] if self.as_map else z
 
     @torch.no_grad()
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """Images (B, C, H, W) in [-1, 1] decoded from latents z (B, *latent shape)."""
+        """Images (B, C, H, W) in [-1, 1] decoded from latents z (B, *latent shape), as `encode` gives them."""
+        if self.as_map:
+            z = z.flatten(1)
         return self.model.decode_latents(z).clamp(-1, 1)
 
 

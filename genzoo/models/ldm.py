@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from genzoo.models import first_stage as stages
 from genzoo.models.ddpm import DDPM
 
-FIRST_STAGES = ("vqvae",)  # families whose latents are maps the U-Net can take (the AE's and VAE's are vectors)
+FIRST_STAGES = ("vqvae", "ae", "vae")  # first stages with an encoder; the AE's and VAE's vector codes are diffused as D x 1 x 1 maps
 
 
 class LDM(DDPM):
@@ -16,7 +16,9 @@ class LDM(DDPM):
 
     First stage: a VQ-VAE's encoder output before quantisation, (16, 7, 7) for 28x28 images
     by default; its decoder snaps each vector to the codebook first (Rombach et al.'s VQ-reg
-    models quantise inside the decoder likewise). `scale` makes the latents unit-variance as
+    models quantise inside the decoder likewise). Or, by `first_stage_family`, the AE's code or
+    the VAE's posterior mean (Rombach et al.'s KL-regularised first stage), a D-vector diffused
+    as a D x 1 x 1 map (the U-Net's 3x3 convolutions then act on one position). `scale` makes the latents unit-variance as
     Rombach et al. do: 1 / std of the latents of the first `scale_images` training images,
     measured when fit starts (before the sanity check) and kept in checkpoints (the buffer `latent_scale`). The
     samplers clip x0 predictions to [-clip_x0, clip_x0] in scaled (unit-variance) units, the
@@ -54,12 +56,14 @@ class LDM(DDPM):
         model, record = stages.obtain(first_stage, first_stage_family, image_shape, first_stage_overrides)
         with torch.no_grad():
             latent_shape = tuple(model.eval().encode_latents(torch.zeros(1, *image_shape)).shape[1:])
+        as_map = len(latent_shape) == 1  # a vector code (AE, VAE): a D x 1 x 1 map for the U-Net
+        latent_shape = (*latent_shape, 1, 1) if as_map else latent_shape
         if clip_x0 is not None and not clip_x0 > 0:
             raise ValueError(f"clip_x0 (the bound on the latent x0, in units of the latents' std) must be positive or null, got {clip_x0}")
         super().__init__(image_shape, optimizer, ode_likelihood=False, diffusion_shape=latent_shape, **ddpm)
         self.clip_x0 = clip_x0  # the DDPM's samplers read it (theirs is True: [-1, 1])
         self.save_hyperparameters(ignore=["optimizer"], logger=False)
-        self.first_stage = stages.FrozenFirstStage(model)
+        self.first_stage = stages.FrozenFirstStage(model, as_map=as_map)
         self.first_stage_record = record
         self.scale_images = scale_images
         self.register_buffer("latent_scale", torch.zeros(()))  # 0: not measured yet
