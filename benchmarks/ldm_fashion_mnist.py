@@ -34,7 +34,8 @@ import torch  # noqa: E402
 
 from genzoo import load_run, protocol  # noqa: E402
 from genzoo.artifacts import save_grid, write_json  # noqa: E402
-from genzoo.evaluation.comparison import floor_images  # noqa: E402
+from genzoo.data.device import to_unit_range  # noqa: E402
+from genzoo.evaluation.comparison import floor_images, use_recorded_sampler  # noqa: E402
 from genzoo.metrics.harness import build_extractor, eval_cache_dir, fid_kid  # noqa: E402
 from genzoo.metrics.resources import flops_per_sample  # noqa: E402
 from genzoo.training.record import RunRecord  # noqa: E402
@@ -84,16 +85,11 @@ def first_stage(trained, n: int, seed: int) -> dict:
 def pictures(trained, out: Path, seed: int) -> None:
     """The LDM's samples clipped and unclipped (the sampler its run chose), and its first stage's reconstructions, into out/."""
     model, data = trained.model, trained.data
-    choice = RunRecord.read(trained.run_dir / "metrics.json").metrics.get("sampler_selection")
-    if choice:
-        model.use_sampler(choice["settings"])
-    bound = model.clip_x0
-    for name, clip in (("ldm_samples.png", bound), ("ldm_samples_unclipped.png", None)):
-        model.clip_x0 = clip
-        save_grid(model.sample(64, generator=torch.Generator().manual_seed(seed)), out / name)
-    model.clip_x0 = bound
-    x = data.test_images[:32]
-    x = x.float() / 127.5 - 1 if x.dtype == torch.uint8 else x
+    use_recorded_sampler(model, trained.run_dir)
+    save_grid(model.sample(64, generator=torch.Generator().manual_seed(seed)), out / "ldm_samples.png")
+    with model.sampling_with({"clip_x0": None}):
+        save_grid(model.sample(64, generator=torch.Generator().manual_seed(seed)), out / "ldm_samples_unclipped.png")
+    x = to_unit_range(data.test_images[:32])
     with torch.no_grad():
         recon = model.first_stage(model.first_stage.encode(x.to(model.device))).cpu()
     save_grid(torch.stack([x, recon], 1).flatten(0, 1), out / "ldm_first_stage.png")  # pairs: image, reconstruction

@@ -10,12 +10,14 @@ The runner calls these in its score phase when the budget asks (budget=equal_tim
 """
 
 import time
+from pathlib import Path
 
 import torch
 
 from genzoo.evaluation.floor import random_training_images
 from genzoo.metrics.harness import build_extractor, eval_cache_dir, fid_kid, generate
 from genzoo.protocol import site_seed
+from genzoo.training.record import RunRecord
 
 
 def floor(data, eval_cfg, n: int, seed: int, device="cpu") -> dict:
@@ -64,6 +66,19 @@ def choose_sampler(model, data, eval_cfg, n: int, seed: int, device="cpu") -> di
     chosen = min(scores, key=lambda name: scores[name]["fid_classifier"])
     model.use_sampler(options[chosen])
     return {"chosen": chosen, "settings": options[chosen], "n": n, "split": f"{data.name} validation, first {n} images", "scores": scores}
+
+
+def use_recorded_sampler(model, run_dir) -> dict | None:
+    """Make the sampler a finished run chose on validation images (its metrics.json's `sampler_selection`) `model`'s default.
+
+    Returns that choice ({"chosen", "settings", ...}), or None where the run's record has none
+    (or there is no record): the model then keeps its config's sampler.
+    """
+    record = Path(run_dir) / "metrics.json"
+    choice = RunRecord.read(record).metrics.get("sampler_selection") if record.is_file() else None
+    if choice:
+        model.use_sampler(choice["settings"])
+    return choice
 
 
 def reference_rows(model, data, eval_cfg, n: int, fake: torch.Tensor, seed: int, device="cpu") -> dict:

@@ -19,10 +19,10 @@ from genzoo import protocol
 from genzoo.artifacts import write_json
 from genzoo.config import load_config
 from genzoo.errors import ConfigError, GenzooError, exit_with_error
+from genzoo.evaluation.comparison import use_recorded_sampler
 from genzoo.families import of_target
 from genzoo.metrics.harness import evaluate
 from genzoo.models.build import load_trained, locate, read_run_config
-from genzoo.training.record import RunRecord
 
 OVERRIDABLE = ("eval", "budget", "seed", "hardware")
 
@@ -43,10 +43,7 @@ def evaluate_run(target, overrides=()) -> dict:
             cfg[key] = fresh[key]
 
     data, model, device = load_trained(cfg, ckpt)
-    record = run_dir / "metrics.json"
-    choice = RunRecord.read(record).metrics.get("sampler_selection") if record.is_file() else None
-    if choice:
-        model.use_sampler(choice["settings"])  # as the run scored its samples
+    choice = use_recorded_sampler(model, run_dir)  # as the run scored its samples
     out_dir = run_dir / "evaluations" / time.strftime("%Y-%m-%d_%H-%M-%S")
     out_dir.mkdir(parents=True, exist_ok=True)
     budget = cfg.budget

@@ -3,6 +3,7 @@
 import torch
 import torch.nn.functional as F
 
+from genzoo.data.device import to_unit_range
 from genzoo.models import first_stage as stages
 from genzoo.models.ddpm import DDPM
 
@@ -80,7 +81,7 @@ class LDM(DDPM):
     def measure_scale(self, images: torch.Tensor, batch_size: int = 500) -> float:
         """Set latent_scale to 1 / std of the latents of images (N, C, H, W) uint8 or in [-1, 1]; returns it."""
         if images.dtype == torch.uint8:
-            images = images.float() / 127.5 - 1
+            images = to_unit_range(images)
         z = torch.cat([self.first_stage.encode(images[i : i + batch_size].to(self.device)) for i in range(0, len(images), batch_size)])
         self.latent_scale.fill_(1 / z.float().std().item())
         return self.latent_scale.item()
