@@ -38,7 +38,8 @@ class GAN(GenerativeModel):
     (wgan-gp), and the global L2 gradient norms train/d_grad_norm, train/g_grad_norm; with
     the auxiliary classifier, train/d_class_loss and train/d_class_accuracy (D's class head
     on the real batch) and train/g_class_loss (the head on G's images, against their labels);
-    with the mode-seeking term, train/g_mode_seeking_ratio.
+    with the twin classifier, train/d_twin_class_loss (its loss on G's images) and
+    train/g_twin_class_loss; with the mode-seeking term, train/g_mode_seeking_ratio.
     A GAN has no likelihood: validation and test log d_real and d_fake on held-out real
     images against as many samples (a large gap means D has overfit).
 
@@ -73,6 +74,13 @@ class GAN(GenerativeModel):
             data's classes look (Odena et al. train it on G's images too, a term that can
             reward fakes that are merely easy to classify: Gong et al. 2019, TAC-GAN). Needs a
             conditional model.
+        twin_classifier: TAC-GAN's twin auxiliary classifier (Gong et al. 2019), with
+            class_loss_weight w: a second class head on D learns the labels of G's images
+            (D adds w * its cross-entropy on them) and G subtracts w * that cross-entropy from
+            its loss. AC-GAN's G minimises the conditional entropy H(y | G(z, y)) beside the
+            adversarial loss, which drives it towards images easy to classify and away from
+            the classes' overlaps; the twin term cancels that bias, so the class-conditionals
+            G learns can match the data's. Needs class_loss_weight.
         mode_seeking_weight: None (off) or w > 0: MSGAN's mode-seeking term (Mao et al. 2019).
             G's batch is drawn in pairs (the same label, two codes) and G adds
             w / (mean |G(z_a) - G(z_b)| / mean |z_a - z_b| + 1e-5) to its loss, so two codes
@@ -80,7 +88,8 @@ class GAN(GenerativeModel):
             conditional GANs (it works unconditionally too).
     Raises:
         ValueError: an unknown loss, latent_dim or n_critic < 1, gp_weight < 0, a bad decay,
-        d_lr <= 0, class_loss_weight <= 0 or without conditional, mode_seeking_weight <= 0, an image shape the nets
+        d_lr <= 0, class_loss_weight <= 0 or without conditional, twin_classifier without class_loss_weight,
+        mode_seeking_weight <= 0, an image shape the nets
         cannot take, or a conditional model with num_classes < 2.
     """
 
@@ -107,6 +116,7 @@ class GAN(GenerativeModel):
         d_lr: float | None = None,
         class_loss_weight: float | None = None,
         mode_seeking_weight: float | None = None,
+        twin_classifier: bool = False,
     ):
         super().__init__(image_shape, optimizer)
         if loss not in GAN_LOSSES:
@@ -121,6 +131,8 @@ class GAN(GenerativeModel):
         if class_loss_weight is not None and not (class_loss_weight > 0 and conditional):
             raise ValueError(f"class_loss_weight (the auxiliary classifier's) must be positive and needs conditional=true, "
                              f"got {class_loss_weight} with conditional={conditional}")
+        if twin_classifier and class_loss_weight is None:
+            raise ValueError("twin_classifier (TAC-GAN) needs the auxiliary classifier: set class_loss_weight too")
         if mode_seeking_weight is not None and not mode_seeking_weight > 0:
             raise ValueError(f"mode_seeking_weight must be positive or null, got {mode_seeking_weight}")
         self.save_hyperparameters(ignore=["optimizer"], logger=False)  # the optimiser is in config.yaml
@@ -134,7 +146,7 @@ class GAN(GenerativeModel):
         self.generator = DCGANGenerator(image_shape, latent_dim, base_channels, self.num_classes, self.conditional_bn)
         norm = "none" if self.spectral_norm else "layer" if loss == "wgan-gp" else "batch"
         self.discriminator = DCGANDiscriminator(image_shape, base_channels, norm, self.num_classes, self.spectral_norm,
-                                                class_head=class_loss_weight is not None)
+                                                class_head=class_loss_weight is not None, twin_head=bool(twin_classifier))
         self.ema = None if ema_decay is None else ema_copy(self.generator, ema_decay)
         self._ema_statistics_stale = True  # the EMA copy's BatchNorm statistics are re-estimated before it next samples
 
@@ -168,14 +180,18 @@ class GAN(GenerativeModel):
     def _discriminator_step(self, real, labels, opt_d) -> dict:
         with torch.no_grad():
             fake = self.generator(self._noise(len(real)), labels)
-        real_logits, class_logits = self._discriminate(real, labels)
-        fake_logits = self.discriminator(fake, labels)
+        real_logits, class_logits, _ = self._discriminate(real, labels)
+        fake_logits, _, twin_logits = self._discriminate(fake, labels)
         d_loss = discriminator_loss(self.loss_name, real_logits, fake_logits)
         logs = {"d_loss": d_loss.detach(), **self._d_outputs(real_logits, fake_logits)}
         if class_logits is not None:
             class_loss = F.cross_entropy(class_logits, labels)
             d_loss = d_loss + self.class_loss_weight * class_loss
             logs.update(d_class_loss=class_loss.detach(), d_class_accuracy=(class_logits.argmax(1) == labels).float().mean())
+        if twin_logits is not None:  # the twin head learns the classes of G's images
+            twin_loss = F.cross_entropy(twin_logits, labels)
+            d_loss = d_loss + self.class_loss_weight * twin_loss
+            logs["d_twin_class_loss"] = twin_loss.detach()
         if self.loss_name == "wgan-gp":
             gp = gradient_penalty(lambda x: self.discriminator(x, labels), real, fake)
             d_loss = d_loss + self.gp_weight * gp
@@ -192,7 +208,7 @@ class GAN(GenerativeModel):
             labels = mode_seeking_labels(labels)  # draws i and n - n // 2 + i share a label
         z = self._noise(n)
         fake = self.generator(z, labels)
-        fake_logits, class_logits = self._discriminate(fake, labels)
+        fake_logits, class_logits, twin_logits = self._discriminate(fake, labels)
         g_loss, logs = generator_loss(self.loss_name, fake_logits), {}
         if self.mode_seeking_weight is not None:
             ratio = mode_seeking_ratio(fake, z)
@@ -202,6 +218,10 @@ class GAN(GenerativeModel):
             class_loss = F.cross_entropy(class_logits, labels)
             g_loss = g_loss + self.class_loss_weight * class_loss
             logs["g_class_loss"] = class_loss.detach()
+        if twin_logits is not None:  # G raises the twin head's loss: no reward for images merely easy to classify
+            twin_loss = F.cross_entropy(twin_logits, labels)
+            g_loss = g_loss - self.class_loss_weight * twin_loss
+            logs["g_twin_class_loss"] = twin_loss.detach()
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_loss)
         g_grad_norm = _grad_norm(self.generator)
@@ -212,10 +232,10 @@ class GAN(GenerativeModel):
             self._ema_statistics_stale = True
         return {"g_loss": g_loss.detach(), "g_grad_norm": g_grad_norm, **logs}
 
-    def _discriminate(self, x, labels) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """D's (B,) logits on x, and its auxiliary classifier's (B, num_classes) logits (None without one)."""
+    def _discriminate(self, x, labels) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """D's (B,) logits on x, its auxiliary classifier's (B, num_classes) logits and its twin's (each None without one)."""
         if self.class_loss_weight is None:
-            return self.discriminator(x, labels), None
+            return self.discriminator(x, labels), None, None
         return self.discriminator(x, labels, return_class_logits=True)
 
     def _noise(self, n: int) -> torch.Tensor:
@@ -290,7 +310,9 @@ class GAN(GenerativeModel):
             "discriminator": ("spectral normalisation (Miyato et al. 2018)" if self.spectral_norm
                               else "LayerNorm (per sample, for the gradient penalty)" if self.loss_name == "wgan-gp" else "BatchNorm (DCGAN)")
             + ("" if self.class_loss_weight is None else f"; auxiliary classifier on real images, weight {self.class_loss_weight:g} "
-               "(AC-GAN, Odena et al. 2017)"),
+               "(AC-GAN, Odena et al. 2017)")
+            + ("" if self.discriminator.twin_classifier is None else
+               "; twin classifier on generated images, subtracted in G's loss (TAC-GAN, Gong et al. 2019)"),
             "generator_loss": self.loss_name + ("" if self.mode_seeking_weight is None else
                                                 f" + {self.mode_seeking_weight:g} / (mode-seeking ratio + {MODE_SEEKING_EPS:g}), pairs of "
                                                 "codes under one label (MSGAN, Mao et al. 2019)"),

@@ -7,7 +7,8 @@ logit per image. With num_classes > 0 both are class-conditional: the generator 
 learned label embedding beside z, or (conditional_bn) takes per-class scales and shifts in
 each BatchNorm; the discriminator adds the projection term <embed(y), phi(x)> (Miyato &
 Koyama 2018); with class_head it also classifies the image (the auxiliary classifier of
-Odena et al. 2017, AC-GAN). spectral_norm divides every discriminator weight by its
+Odena et al. 2017, AC-GAN), and with twin_head a second class head for the generator's
+images (Gong et al. 2019, TAC-GAN). spectral_norm divides every discriminator weight by its
 largest singular value (Miyato et al. 2018, SNGAN). Imports only torch.
 """
 
@@ -147,18 +148,23 @@ class DCGANDiscriminator(nn.Module):
         class_head: a linear head from the last feature map to num_classes class logits
             (Odena et al. 2017's auxiliary classifier), returned by forward with
             return_class_logits=True; needs num_classes > 0.
+        twin_head: a second such head (TAC-GAN's twin auxiliary classifier, Gong et al. 2019),
+            meant to learn the classes of the generator's images; needs class_head.
     Raises:
         ValueError: an image shape the stages cannot take, an unknown norm, spectral_norm
-        with a norm other than "none", or class_head without classes; in forward, missing labels.
+        with a norm other than "none", class_head without classes, or twin_head without
+        class_head; in forward, missing labels.
     """
 
     def __init__(self, image_shape, base_channels: int = 64, norm: str = "batch", num_classes: int = 0, spectral_norm: bool = False,
-                 class_head: bool = False):
+                 class_head: bool = False, twin_head: bool = False):
         super().__init__()
         if spectral_norm and norm != "none":
             raise ValueError(f"a spectrally normalised discriminator takes norm 'none', got '{norm}'")
         if class_head and not num_classes:
             raise ValueError("a class head (auxiliary classifier) needs num_classes > 0: make the model conditional")
+        if twin_head and not class_head:
+            raise ValueError("a twin class head (TAC-GAN) needs the class head: build it with class_head=True")
         stages, side = dcgan_stages(image_shape)
         widths = [base_channels * 2**i for i in range(stages)]  # e.g. [64, 128, 256]
         layers = [nn.Conv2d(image_shape[0], widths[0], 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
@@ -169,13 +175,14 @@ class DCGANDiscriminator(nn.Module):
         self.num_classes = num_classes
         self.embed = nn.Embedding(num_classes, widths[-1]) if num_classes else None
         self.classifier = nn.Linear(widths[-1] * side * side, num_classes) if class_head else None
+        self.twin_classifier = nn.Linear(widths[-1] * side * side, num_classes) if twin_head else None
         self.apply(_dcgan_init)
         if spectral_norm:  # after the init: the parametrisation divides the initialised weights
             for module in [m for m in self.modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding))]:
                 _spectral_norm(module)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None, return_class_logits: bool = False):
-        """(B,) logits; with return_class_logits, also the class head's (B, num_classes) logits."""
+        """(B,) logits; with return_class_logits, (logits, the class head's (B, num_classes) logits, the twin head's or None)."""
         _labels_needed(labels, self.num_classes, len(x))
         h = self.features(x)
         flat = h.flatten(1)
@@ -186,7 +193,8 @@ class DCGANDiscriminator(nn.Module):
             return logit
         if self.classifier is None:
             raise ValueError("this discriminator has no class head: build it with class_head=True")
-        return logit, self.classifier(flat)
+        twin = None if self.twin_classifier is None else self.twin_classifier(flat)
+        return logit, self.classifier(flat), twin
 
 
 def _dcgan_init(module: nn.Module) -> None:
