@@ -5,6 +5,7 @@ from functools import partial
 import lightning as L
 import pytest
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from genzoo.models.gan import GAN
@@ -247,6 +248,29 @@ def test_the_auxiliary_classifier_learns_the_classes_and_teaches_the_generator()
     with torch.no_grad():  # G draws class-1 images brighter than class-0 ones: the head's verdict reached it
         drawn = model.sample(64, labels=torch.arange(64) % 2, generator=torch.Generator().manual_seed(0))
     assert drawn[1::2].mean() > drawn[0::2].mean() + 0.5
+
+
+def test_the_twin_classifier_learns_the_generators_classes_and_enters_g_with_a_minus_sign():
+    """TAC-GAN: G's loss is the adversarial term + w * (the class head's CE - the twin head's CE) on its images; D's twin head learns from fakes."""
+    torch.manual_seed(0)
+    w = 0.7
+    model = _gan(conditional=True, num_classes=3, spectral_norm=False, class_loss_weight=w, twin_classifier=True)
+    assert "TAC-GAN" in model.protocol()["discriminator"]
+    z, labels = torch.randn(12, 8), torch.arange(12) % 3
+    g_loss, logs = model._generator_loss(z, labels)
+    logits, class_logits, twin_logits = model.discriminator(model.generator(z, labels), labels, return_class_logits=True)
+    expected = F.softplus(-logits).mean() + w * (F.cross_entropy(class_logits, labels) - F.cross_entropy(twin_logits, labels))
+    assert torch.allclose(g_loss, expected, atol=1e-6)
+    assert torch.allclose(logs["g_twin_class_loss"], F.cross_entropy(twin_logits, labels))
+    # one epoch of training: the twin head is trained (on G's images, the only ones it sees) and its loss is logged
+    twin_before = model.discriminator.twin_classifier.weight.clone()
+    trainer = _fit(model, batches=4)
+    assert not torch.equal(twin_before, model.discriminator.twin_classifier.weight)
+    assert torch.isfinite(trainer.callback_metrics["train/d_twin_class_loss"])
+    with pytest.raises(ValueError, match="twin_classifier .* needs the auxiliary classifier: set class_loss_weight"):
+        _gan(conditional=True, num_classes=3, twin_classifier=True)
+    with pytest.raises(ValueError, match="twin class head .* needs the class head"):
+        DCGANDiscriminator((1, 28, 28), num_classes=3, twin_head=True)
 
 
 def test_the_auxiliary_classifier_needs_a_conditional_model_and_a_positive_weight():

@@ -206,7 +206,19 @@ class GAN(GenerativeModel):
         self.toggle_optimizer(opt_g)  # D's weights get no gradient from G's loss
         if self.mode_seeking_weight is not None and labels is not None:
             labels = mode_seeking_labels(labels)  # draws i and n - n // 2 + i share a label
-        z = self._noise(n)
+        g_loss, logs = self._generator_loss(self._noise(n), labels)
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(g_loss)
+        g_grad_norm = _grad_norm(self.generator)
+        opt_g.step()
+        self.untoggle_optimizer(opt_g)
+        if self.ema is not None:
+            update_ema(self.ema, self.generator)
+            self._ema_statistics_stale = True
+        return {"g_loss": g_loss.detach(), "g_grad_norm": g_grad_norm, **logs}
+
+    def _generator_loss(self, z, labels) -> tuple[torch.Tensor, dict]:
+        """G's loss on G(z, labels): a scalar with its graph, and the logs of its extra terms (detached)."""
         fake = self.generator(z, labels)
         fake_logits, class_logits, twin_logits = self._discriminate(fake, labels)
         g_loss, logs = generator_loss(self.loss_name, fake_logits), {}
@@ -222,15 +234,7 @@ class GAN(GenerativeModel):
             twin_loss = F.cross_entropy(twin_logits, labels)
             g_loss = g_loss - self.class_loss_weight * twin_loss
             logs["g_twin_class_loss"] = twin_loss.detach()
-        opt_g.zero_grad(set_to_none=True)
-        self.manual_backward(g_loss)
-        g_grad_norm = _grad_norm(self.generator)
-        opt_g.step()
-        self.untoggle_optimizer(opt_g)
-        if self.ema is not None:
-            update_ema(self.ema, self.generator)
-            self._ema_statistics_stale = True
-        return {"g_loss": g_loss.detach(), "g_grad_norm": g_grad_norm, **logs}
+        return g_loss, logs
 
     def _discriminate(self, x, labels) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """D's (B,) logits on x, its auxiliary classifier's (B, num_classes) logits and its twin's (each None without one)."""
