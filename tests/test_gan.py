@@ -16,7 +16,7 @@ from genzoo.models.gan_losses import (
     mode_seeking_labels,
     mode_seeking_ratio,
 )
-from genzoo.nets.dcgan import ConditionalBatchNorm2d, DCGANDiscriminator, DCGANGenerator, dcgan_stages
+from genzoo.nets.dcgan import ConditionalBatchNorm2d, DCGANDiscriminator, DCGANGenerator, MinibatchStd, dcgan_stages
 
 
 @pytest.mark.parametrize("shape, stages", [((1, 28, 28), (2, 7)), ((3, 32, 32), (3, 4))])
@@ -271,6 +271,23 @@ def test_the_twin_classifier_learns_the_generators_classes_and_enters_g_with_a_m
         _gan(conditional=True, num_classes=3, twin_classifier=True)
     with pytest.raises(ValueError, match="twin class head .* needs the class head"):
         DCGANDiscriminator((1, 28, 28), num_classes=3, twin_head=True)
+
+
+def test_the_minibatch_standard_deviation_against_closed_forms():
+    """Groups of identical samples give ~0, a group of x - 1 and x + 1 gives 1; a batch the group size does not divide takes a smaller group."""
+    x = torch.randn(1, 3, 2, 2)
+    h = torch.cat([x, x, x - 1, x + 1])  # groups (0, 1) and (2, 3)
+    out = MinibatchStd(2)(h)
+    assert out.shape == (4, 4, 2, 2) and torch.equal(out[:, :3], h)
+    assert torch.allclose(out[:, 3], torch.tensor([1e-4, 1e-4, 1.0, 1.0]).view(4, 1, 1).expand(4, 2, 2), atol=1e-6)
+    six = torch.arange(6.0).view(6, 1, 1, 1)  # group 4 does not divide 6: groups of 3, {0, 1, 2} and {3, 4, 5}
+    assert torch.allclose(MinibatchStd(4)(six)[:, 1].flatten(), torch.full((6,), (2 / 3 + 1e-8) ** 0.5))
+    with pytest.raises(ValueError, match="groups of at least 2 samples, got group_size=1"):
+        MinibatchStd(1)
+    model = _gan(conditional=True, num_classes=3, spectral_norm=False, minibatch_std_group=4)
+    assert model.discriminator.head.in_features == (16 + 1) * 7 * 7 and "minibatch standard deviation" in model.protocol()["discriminator"]
+    _fit(model, batches=2)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
 def test_the_auxiliary_classifier_needs_a_conditional_model_and_a_positive_weight():

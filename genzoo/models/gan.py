@@ -81,6 +81,10 @@ class GAN(GenerativeModel):
             adversarial loss, which drives it towards images easy to classify and away from
             the classes' overlaps; the twin term cancels that bias, so the class-conditionals
             G learns can match the data's. Needs class_loss_weight.
+        minibatch_std_group: None (off) or a group size >= 2: D's logit head also reads the
+            minibatch standard deviation of its last features over groups of that many
+            images (Karras et al. 2018, who use 4), so a batch of look-alike fakes is told
+            from a batch of real images: a penalty on collapse that needs no extra loss.
         mode_seeking_weight: None (off) or w > 0: MSGAN's mode-seeking term (Mao et al. 2019).
             G's batch is drawn in pairs (the same label, two codes) and G adds
             w / (mean |G(z_a) - G(z_b)| / mean |z_a - z_b| + 1e-5) to its loss, so two codes
@@ -89,7 +93,7 @@ class GAN(GenerativeModel):
     Raises:
         ValueError: an unknown loss, latent_dim or n_critic < 1, gp_weight < 0, a bad decay,
         d_lr <= 0, class_loss_weight <= 0 or without conditional, twin_classifier without class_loss_weight,
-        mode_seeking_weight <= 0, an image shape the nets
+        mode_seeking_weight <= 0, minibatch_std_group < 2, an image shape the nets
         cannot take, or a conditional model with num_classes < 2.
     """
 
@@ -117,6 +121,7 @@ class GAN(GenerativeModel):
         class_loss_weight: float | None = None,
         mode_seeking_weight: float | None = None,
         twin_classifier: bool = False,
+        minibatch_std_group: int | None = None,
     ):
         super().__init__(image_shape, optimizer)
         if loss not in GAN_LOSSES:
@@ -146,7 +151,8 @@ class GAN(GenerativeModel):
         self.generator = DCGANGenerator(image_shape, latent_dim, base_channels, self.num_classes, self.conditional_bn)
         norm = "none" if self.spectral_norm else "layer" if loss == "wgan-gp" else "batch"
         self.discriminator = DCGANDiscriminator(image_shape, base_channels, norm, self.num_classes, self.spectral_norm,
-                                                class_head=class_loss_weight is not None, twin_head=bool(twin_classifier))
+                                                class_head=class_loss_weight is not None, twin_head=bool(twin_classifier),
+                                                minibatch_std_group=minibatch_std_group)
         self.ema = None if ema_decay is None else ema_copy(self.generator, ema_decay)
         self._ema_statistics_stale = True  # the EMA copy's BatchNorm statistics are re-estimated before it next samples
 
@@ -316,7 +322,9 @@ class GAN(GenerativeModel):
             + ("" if self.class_loss_weight is None else f"; auxiliary classifier on real images, weight {self.class_loss_weight:g} "
                "(AC-GAN, Odena et al. 2017)")
             + ("" if self.discriminator.twin_classifier is None else
-               "; twin classifier on generated images, subtracted in G's loss (TAC-GAN, Gong et al. 2019)"),
+               "; twin classifier on generated images, subtracted in G's loss (TAC-GAN, Gong et al. 2019)")
+            + ("" if self.discriminator.minibatch_std is None else
+               f"; minibatch standard deviation over groups of {self.discriminator.minibatch_std.group_size} (Karras et al. 2018)"),
             "generator_loss": self.loss_name + ("" if self.mode_seeking_weight is None else
                                                 f" + {self.mode_seeking_weight:g} / (mode-seeking ratio + {MODE_SEEKING_EPS:g}), pairs of "
                                                 "codes under one label (MSGAN, Mao et al. 2019)"),

@@ -9,7 +9,9 @@ each BatchNorm; the discriminator adds the projection term <embed(y), phi(x)> (M
 Koyama 2018); with class_head it also classifies the image (the auxiliary classifier of
 Odena et al. 2017, AC-GAN), and with twin_head a second class head for the generator's
 images (Gong et al. 2019, TAC-GAN). spectral_norm divides every discriminator weight by its
-largest singular value (Miyato et al. 2018, SNGAN). Imports only torch.
+largest singular value (Miyato et al. 2018, SNGAN). minibatch_std_group appends the
+minibatch standard deviation to the discriminator's last feature map (Karras et al. 2018).
+Imports only torch.
 """
 
 import torch
@@ -72,6 +74,35 @@ class ConditionalBatchNorm2d(nn.Module):
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         gamma, beta = self.gamma(labels).to(x.dtype), self.beta(labels).to(x.dtype)
         return self.norm(x) * gamma[:, :, None, None] + beta[:, :, None, None]
+
+
+class MinibatchStd(nn.Module):
+    """Append one channel holding the minibatch standard deviation (Karras et al. 2018, sec. 3).
+
+    (B, C, H, W) -> (B, C + 1, H, W). The batch is split into groups of `group_size`
+    consecutive samples (the largest divisor of B not above it); within a group, the standard
+    deviation of each feature at each position over the group's samples (sqrt(var + 1e-8),
+    population variance) is averaged over C, H and W, and that one number fills the new
+    channel of each sample of the group. A discriminator that sees it can tell a batch of
+    look-alike fakes from real images, so a generator that collapses is penalised.
+    Raises ValueError for group_size < 2.
+    """
+
+    def __init__(self, group_size: int = 4):
+        super().__init__()
+        if group_size < 2:
+            raise ValueError(f"the minibatch standard deviation needs groups of at least 2 samples, got group_size={group_size}")
+        self.group_size = group_size
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        b, c, height, width = h.shape
+        g = min(self.group_size, b)
+        while b % g:
+            g -= 1
+        grouped = h.float().reshape(-1, g, c, height, width)  # (B / g, g, C, H, W): sample j of group i is row i * g + j
+        std = (grouped.var(dim=1, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # (B / g,)
+        channel = std.repeat_interleave(g).to(h.dtype).view(b, 1, 1, 1).expand(b, 1, height, width)
+        return torch.cat([h, channel], dim=1)
 
 
 def _forward(layers: nn.Sequential, h: torch.Tensor, labels) -> torch.Tensor:
@@ -150,6 +181,9 @@ class DCGANDiscriminator(nn.Module):
             return_class_logits=True; needs num_classes > 0.
         twin_head: a second such head (TAC-GAN's twin auxiliary classifier, Gong et al. 2019),
             meant to learn the classes of the generator's images; needs class_head.
+        minibatch_std_group: None (off) or the group size (>= 2; Karras et al. use 4) of a
+            MinibatchStd channel appended to the last feature map, which the logit's linear
+            head reads (the projection term and the class heads read the features alone).
     Raises:
         ValueError: an image shape the stages cannot take, an unknown norm, spectral_norm
         with a norm other than "none", class_head without classes, or twin_head without
@@ -157,7 +191,7 @@ class DCGANDiscriminator(nn.Module):
     """
 
     def __init__(self, image_shape, base_channels: int = 64, norm: str = "batch", num_classes: int = 0, spectral_norm: bool = False,
-                 class_head: bool = False, twin_head: bool = False):
+                 class_head: bool = False, twin_head: bool = False, minibatch_std_group: int | None = None):
         super().__init__()
         if spectral_norm and norm != "none":
             raise ValueError(f"a spectrally normalised discriminator takes norm 'none', got '{norm}'")
@@ -171,7 +205,8 @@ class DCGANDiscriminator(nn.Module):
         for c_in, c_out in zip(widths, widths[1:]):
             layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1, bias=norm == "none"), _norm(norm, c_out), nn.LeakyReLU(0.2)]
         self.features = nn.Sequential(*layers)  # (B, widths[-1], side, side)
-        self.head = nn.Linear(widths[-1] * side * side, 1)
+        self.minibatch_std = None if minibatch_std_group is None else MinibatchStd(minibatch_std_group)
+        self.head = nn.Linear((widths[-1] + (self.minibatch_std is not None)) * side * side, 1)
         self.num_classes = num_classes
         self.embed = nn.Embedding(num_classes, widths[-1]) if num_classes else None
         self.classifier = nn.Linear(widths[-1] * side * side, num_classes) if class_head else None
@@ -186,7 +221,7 @@ class DCGANDiscriminator(nn.Module):
         _labels_needed(labels, self.num_classes, len(x))
         h = self.features(x)
         flat = h.flatten(1)
-        logit = self.head(flat).squeeze(1)
+        logit = self.head(flat if self.minibatch_std is None else self.minibatch_std(h).flatten(1)).squeeze(1)
         if self.embed is not None:
             logit = logit + (self.embed(labels).to(h.dtype) * h.sum((2, 3))).sum(1)
         if not return_class_logits:
