@@ -290,6 +290,19 @@ def test_the_minibatch_standard_deviation_against_closed_forms():
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
+def test_without_the_projection_term_the_discriminators_logit_ignores_the_label():
+    """AC-GAN's D: the real/fake logit is the same whatever the label; the class head still classifies."""
+    model = _gan(conditional=True, num_classes=3, spectral_norm=False, class_loss_weight=1.0, projection=False).eval()
+    assert model.discriminator.embed is None and "unconditional D" in model.protocol()["sampler"]
+    x = torch.randn(4, 1, 28, 28)
+    logits, class_logits, _ = model.discriminator(x, torch.zeros(4, dtype=torch.long), return_class_logits=True)
+    assert torch.equal(logits, model.discriminator(x, torch.full((4,), 2))) and class_logits.shape == (4, 3)
+    with pytest.raises(ValueError, match="projection=false leaves the discriminator unconditional: set class_loss_weight"):
+        _gan(conditional=True, num_classes=3, projection=False)
+    with pytest.raises(ValueError, match="without the projection term needs a class head"):
+        DCGANDiscriminator((1, 28, 28), num_classes=3, projection=False)
+
+
 def test_the_auxiliary_classifier_needs_a_conditional_model_and_a_positive_weight():
     with pytest.raises(ValueError, match="class_loss_weight .* needs conditional=true, got 1.0 with conditional=False"):
         _gan(class_loss_weight=1.0)

@@ -74,6 +74,10 @@ class GAN(GenerativeModel):
             data's classes look (Odena et al. train it on G's images too, a term that can
             reward fakes that are merely easy to classify: Gong et al. 2019, TAC-GAN). Needs a
             conditional model.
+        projection: a conditional D's projection term (default true); false leaves D's
+            real/fake logit unconditional, as AC-GAN's D (Odena et al. 2017), so the
+            adversarial game is the unconditional GAN's and the class reaches G through the
+            auxiliary classifier alone. Needs class_loss_weight when false.
         twin_classifier: TAC-GAN's twin auxiliary classifier (Gong et al. 2019), with
             class_loss_weight w: a second class head on D learns the labels of G's images
             (D adds w * its cross-entropy on them) and G subtracts w * that cross-entropy from
@@ -92,7 +96,8 @@ class GAN(GenerativeModel):
             conditional GANs (it works unconditionally too).
     Raises:
         ValueError: an unknown loss, latent_dim or n_critic < 1, gp_weight < 0, a bad decay,
-        d_lr <= 0, class_loss_weight <= 0 or without conditional, twin_classifier without class_loss_weight,
+        d_lr <= 0, class_loss_weight <= 0 or without conditional, twin_classifier or projection=false without
+        class_loss_weight,
         mode_seeking_weight <= 0, minibatch_std_group < 2, an image shape the nets
         cannot take, or a conditional model with num_classes < 2.
     """
@@ -122,6 +127,7 @@ class GAN(GenerativeModel):
         mode_seeking_weight: float | None = None,
         twin_classifier: bool = False,
         minibatch_std_group: int | None = None,
+        projection: bool = True,
     ):
         super().__init__(image_shape, optimizer)
         if loss not in GAN_LOSSES:
@@ -136,6 +142,8 @@ class GAN(GenerativeModel):
         if class_loss_weight is not None and not (class_loss_weight > 0 and conditional):
             raise ValueError(f"class_loss_weight (the auxiliary classifier's) must be positive and needs conditional=true, "
                              f"got {class_loss_weight} with conditional={conditional}")
+        if conditional and not projection and class_loss_weight is None:
+            raise ValueError("projection=false leaves the discriminator unconditional: set class_loss_weight (AC-GAN) so the label reaches G")
         if twin_classifier and class_loss_weight is None:
             raise ValueError("twin_classifier (TAC-GAN) needs the auxiliary classifier: set class_loss_weight too")
         if mode_seeking_weight is not None and not mode_seeking_weight > 0:
@@ -152,7 +160,7 @@ class GAN(GenerativeModel):
         norm = "none" if self.spectral_norm else "layer" if loss == "wgan-gp" else "batch"
         self.discriminator = DCGANDiscriminator(image_shape, base_channels, norm, self.num_classes, self.spectral_norm,
                                                 class_head=class_loss_weight is not None, twin_head=bool(twin_classifier),
-                                                minibatch_std_group=minibatch_std_group)
+                                                minibatch_std_group=minibatch_std_group, projection=projection)
         self.ema = None if ema_decay is None else ema_copy(self.generator, ema_decay)
         self._ema_statistics_stale = True  # the EMA copy's BatchNorm statistics are re-estimated before it next samples
 
@@ -316,7 +324,7 @@ class GAN(GenerativeModel):
             "sampler": "one generator pass" + (f" (EMA weights, BatchNorm statistics re-estimated on {EMA_STAT_BATCHES} x {EMA_STAT_BATCH} "
                                                 "fixed draws: standing statistics, Brock et al. 2019)" if self.ema is not None else "")
             + (f"; class-conditional ({'conditional BatchNorm' if self.conditional_bn else 'label embedding'} in G, "
-               "projection D), balanced labels" if self.conditional else ""),
+               f"{'projection' if self.discriminator.embed is not None else 'unconditional'} D), balanced labels" if self.conditional else ""),
             "discriminator": ("spectral normalisation (Miyato et al. 2018)" if self.spectral_norm
                               else "LayerNorm (per sample, for the gradient penalty)" if self.loss_name == "wgan-gp" else "BatchNorm (DCGAN)")
             + ("" if self.class_loss_weight is None else f"; auxiliary classifier on real images, weight {self.class_loss_weight:g} "

@@ -172,6 +172,9 @@ class DCGANDiscriminator(nn.Module):
             psi the linear head on it, phi(x) = h(x) summed over positions (their global sum
             pooling; one value per channel) and embed a K x channels table initialised
             N(0, 0.02) as the other weights.
+        projection: with num_classes, add the projection term (default); False leaves D's
+            logit unconditional, as AC-GAN's (Odena et al. 2017), and then needs class_head
+            (else nothing in D reads the label).
         spectral_norm: every convolution, the head and the projection table divided by its
             largest singular value, estimated by one power iteration per training forward
             (Miyato et al. 2018): each layer 1-Lipschitz. Needs norm "none" (SNGAN's
@@ -186,17 +189,19 @@ class DCGANDiscriminator(nn.Module):
             head reads (the projection term and the class heads read the features alone).
     Raises:
         ValueError: an image shape the stages cannot take, an unknown norm, spectral_norm
-        with a norm other than "none", class_head without classes, or twin_head without
-        class_head; in forward, missing labels.
+        with a norm other than "none", class_head without classes, twin_head without
+        class_head, or classes with neither projection nor class_head; in forward, missing labels.
     """
 
     def __init__(self, image_shape, base_channels: int = 64, norm: str = "batch", num_classes: int = 0, spectral_norm: bool = False,
-                 class_head: bool = False, twin_head: bool = False, minibatch_std_group: int | None = None):
+                 class_head: bool = False, twin_head: bool = False, minibatch_std_group: int | None = None, projection: bool = True):
         super().__init__()
         if spectral_norm and norm != "none":
             raise ValueError(f"a spectrally normalised discriminator takes norm 'none', got '{norm}'")
         if class_head and not num_classes:
             raise ValueError("a class head (auxiliary classifier) needs num_classes > 0: make the model conditional")
+        if num_classes and not (projection or class_head):
+            raise ValueError("a conditional discriminator without the projection term needs a class head, or nothing reads the label")
         if twin_head and not class_head:
             raise ValueError("a twin class head (TAC-GAN) needs the class head: build it with class_head=True")
         stages, side = dcgan_stages(image_shape)
@@ -208,7 +213,7 @@ class DCGANDiscriminator(nn.Module):
         self.minibatch_std = None if minibatch_std_group is None else MinibatchStd(minibatch_std_group)
         self.head = nn.Linear((widths[-1] + (self.minibatch_std is not None)) * side * side, 1)
         self.num_classes = num_classes
-        self.embed = nn.Embedding(num_classes, widths[-1]) if num_classes else None
+        self.embed = nn.Embedding(num_classes, widths[-1]) if num_classes and projection else None
         self.classifier = nn.Linear(widths[-1] * side * side, num_classes) if class_head else None
         self.twin_classifier = nn.Linear(widths[-1] * side * side, num_classes) if twin_head else None
         self.apply(_dcgan_init)
