@@ -284,10 +284,16 @@ def test_the_minibatch_standard_deviation_against_closed_forms():
     assert torch.allclose(MinibatchStd(4)(six)[:, 1].flatten(), torch.full((6,), (2 / 3 + 1e-8) ** 0.5))
     with pytest.raises(ValueError, match="groups of at least 2 samples, got group_size=1"):
         MinibatchStd(1)
+    # grouped by label: class 0 (x - 1, x + 1), class 1 (x, x), class 2 drawn once; by position, groups of 2 would give 0.5
+    by_label = MinibatchStd(2)(torch.cat([x - 1, x, x + 1, x, x]), torch.tensor([0, 1, 0, 1, 2]))
+    assert torch.allclose(by_label[:, 3, 0, 0], torch.tensor([1.0, 1e-4, 1.0, 1e-4, 1e-4]), atol=1e-6)
+    with pytest.raises(ValueError, match="minibatch_std_by_label groups by the labels of a conditional discriminator"):
+        _gan(minibatch_std_group=4, minibatch_std_by_label=True)
     model = _gan(conditional=True, num_classes=3, spectral_norm=False, minibatch_std_group=4)
     assert model.discriminator.head.in_features == (16 + 1) * 7 * 7 and "minibatch standard deviation" in model.protocol()["discriminator"]
     _fit(model, batches=2)
     assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert "each class" in _gan(conditional=True, num_classes=3, minibatch_std_group=4, minibatch_std_by_label=True).protocol()["discriminator"]
 
 
 def test_without_the_projection_term_the_discriminators_logit_ignores_the_label():

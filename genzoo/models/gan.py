@@ -89,6 +89,10 @@ class GAN(GenerativeModel):
             minibatch standard deviation of its last features over groups of that many
             images (Karras et al. 2018, who use 4), so a batch of look-alike fakes is told
             from a batch of real images: a penalty on collapse that needs no extra loss.
+        minibatch_std_by_label: a conditional D groups that statistic by label instead (each
+            group the batch's images of one class; fakes take the real batch's labels, so
+            both batches have the same groups): the spread within classes, where a
+            conditional G collapses. Needs conditional and minibatch_std_group.
         mode_seeking_weight: None (off) or w > 0: MSGAN's mode-seeking term (Mao et al. 2019).
             G's batch is drawn in pairs (the same label, two codes) and G adds
             w / (mean |G(z_a) - G(z_b)| / mean |z_a - z_b| + 1e-5) to its loss, so two codes
@@ -128,6 +132,7 @@ class GAN(GenerativeModel):
         twin_classifier: bool = False,
         minibatch_std_group: int | None = None,
         projection: bool = True,
+        minibatch_std_by_label: bool = False,
     ):
         super().__init__(image_shape, optimizer)
         if loss not in GAN_LOSSES:
@@ -160,7 +165,8 @@ class GAN(GenerativeModel):
         norm = "none" if self.spectral_norm else "layer" if loss == "wgan-gp" else "batch"
         self.discriminator = DCGANDiscriminator(image_shape, base_channels, norm, self.num_classes, self.spectral_norm,
                                                 class_head=class_loss_weight is not None, twin_head=bool(twin_classifier),
-                                                minibatch_std_group=minibatch_std_group, projection=projection)
+                                                minibatch_std_group=minibatch_std_group, projection=projection,
+                                                minibatch_std_by_label=minibatch_std_by_label)
         self.ema = None if ema_decay is None else ema_copy(self.generator, ema_decay)
         self._ema_statistics_stale = True  # the EMA copy's BatchNorm statistics are re-estimated before it next samples
 
@@ -332,7 +338,9 @@ class GAN(GenerativeModel):
             + ("" if self.discriminator.twin_classifier is None else
                "; twin classifier on generated images, subtracted in G's loss (TAC-GAN, Gong et al. 2019)")
             + ("" if self.discriminator.minibatch_std is None else
-               f"; minibatch standard deviation over groups of {self.discriminator.minibatch_std.group_size} (Karras et al. 2018)"),
+               "; minibatch standard deviation (Karras et al. 2018) over "
+               + ("the batch's images of each class" if self.discriminator.minibatch_std_by_label
+                  else f"groups of {self.discriminator.minibatch_std.group_size}")),
             "generator_loss": self.loss_name + ("" if self.mode_seeking_weight is None else
                                                 f" + {self.mode_seeking_weight:g} / (mode-seeking ratio + {MODE_SEEKING_EPS:g}), pairs of "
                                                 "codes under one label (MSGAN, Mao et al. 2019)"),

@@ -85,6 +85,10 @@ class MinibatchStd(nn.Module):
     population variance) is averaged over C, H and W, and that one number fills the new
     channel of each sample of the group. A discriminator that sees it can tell a batch of
     look-alike fakes from real images, so a generator that collapses is penalised.
+
+    forward(h, labels) with (B,) labels groups by label instead: each group is the batch's
+    samples of one class (a class drawn once gets ~1e-4), so the channel measures the
+    spread within classes, where a conditional generator collapses, rather than between them.
     Raises ValueError for group_size < 2.
     """
 
@@ -94,14 +98,22 @@ class MinibatchStd(nn.Module):
             raise ValueError(f"the minibatch standard deviation needs groups of at least 2 samples, got group_size={group_size}")
         self.group_size = group_size
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         b, c, height, width = h.shape
-        g = min(self.group_size, b)
-        while b % g:
-            g -= 1
-        grouped = h.float().reshape(-1, g, c, height, width)  # (B / g, g, C, H, W): sample j of group i is row i * g + j
-        std = (grouped.var(dim=1, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # (B / g,)
-        channel = std.repeat_interleave(g).to(h.dtype).view(b, 1, 1, 1).expand(b, 1, height, width)
+        x = h.float().flatten(1)  # (B, C * H * W)
+        if labels is None:
+            g = min(self.group_size, b)
+            while b % g:
+                g -= 1
+            groups = torch.arange(b, device=h.device) // g  # sample j of group i is row i * g + j
+        else:
+            groups = labels
+        members = torch.nn.functional.one_hot(groups).float()  # (B, groups)
+        members = members / members.sum(0).clamp(min=1)  # columns average their group's rows
+        mean = members.T @ x  # (groups, C * H * W)
+        var = members.T @ (x - mean[groups]).square()  # population variance, two-pass
+        std = (var + 1e-8).sqrt().mean(dim=1)  # (groups,)
+        channel = std[groups].to(h.dtype).view(b, 1, 1, 1).expand(b, 1, height, width)
         return torch.cat([h, channel], dim=1)
 
 
@@ -187,6 +199,8 @@ class DCGANDiscriminator(nn.Module):
         minibatch_std_group: None (off) or the group size (>= 2; Karras et al. use 4) of a
             MinibatchStd channel appended to the last feature map, which the logit's linear
             head reads (the projection term and the class heads read the features alone).
+        minibatch_std_by_label: group that channel by label (a conditional D's labels)
+            rather than by position in the batch: the spread within each class.
     Raises:
         ValueError: an image shape the stages cannot take, an unknown norm, spectral_norm
         with a norm other than "none", class_head without classes, twin_head without
@@ -194,7 +208,8 @@ class DCGANDiscriminator(nn.Module):
     """
 
     def __init__(self, image_shape, base_channels: int = 64, norm: str = "batch", num_classes: int = 0, spectral_norm: bool = False,
-                 class_head: bool = False, twin_head: bool = False, minibatch_std_group: int | None = None, projection: bool = True):
+                 class_head: bool = False, twin_head: bool = False, minibatch_std_group: int | None = None, projection: bool = True,
+                 minibatch_std_by_label: bool = False):
         super().__init__()
         if spectral_norm and norm != "none":
             raise ValueError(f"a spectrally normalised discriminator takes norm 'none', got '{norm}'")
@@ -210,7 +225,10 @@ class DCGANDiscriminator(nn.Module):
         for c_in, c_out in zip(widths, widths[1:]):
             layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1, bias=norm == "none"), _norm(norm, c_out), nn.LeakyReLU(0.2)]
         self.features = nn.Sequential(*layers)  # (B, widths[-1], side, side)
+        if minibatch_std_by_label and not (num_classes and minibatch_std_group):
+            raise ValueError("minibatch_std_by_label groups by the labels of a conditional discriminator with a minibatch_std_group")
         self.minibatch_std = None if minibatch_std_group is None else MinibatchStd(minibatch_std_group)
+        self.minibatch_std_by_label = minibatch_std_by_label
         self.head = nn.Linear((widths[-1] + (self.minibatch_std is not None)) * side * side, 1)
         self.num_classes = num_classes
         self.embed = nn.Embedding(num_classes, widths[-1]) if num_classes and projection else None
@@ -226,7 +244,8 @@ class DCGANDiscriminator(nn.Module):
         _labels_needed(labels, self.num_classes, len(x))
         h = self.features(x)
         flat = h.flatten(1)
-        logit = self.head(flat if self.minibatch_std is None else self.minibatch_std(h).flatten(1)).squeeze(1)
+        head_input = flat if self.minibatch_std is None else self.minibatch_std(h, labels if self.minibatch_std_by_label else None).flatten(1)
+        logit = self.head(head_input).squeeze(1)
         if self.embed is not None:
             logit = logit + (self.embed(labels).to(h.dtype) * h.sum((2, 3))).sum(1)
         if not return_class_logits:
