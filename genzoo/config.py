@@ -138,6 +138,7 @@ RULES: dict[str, Rule] = {
     "eval.kid_subsets": POSITIVE_INT,
     "eval.kid_subset_size": Rule(lambda v: _is_int(v) and v > 1, "an integer > 1", "1000"),
     "eval.pr_k": POSITIVE_INT,
+    "eval.dc_k": POSITIVE_INT,
     "eval.memorisation_percentile": Rule(lambda v: _is_number(v) and 0 < v < 100, "a number in (0, 100)", "1.0"),
     "eval.extractors": Rule(
         lambda v: isinstance(v, list) and all(e in ("classifier", "inception") for e in v), "a list drawn from classifier, inception", "[classifier]"

@@ -8,7 +8,7 @@ from genzoo.metrics.classes import class_coverage, inception_score
 from genzoo.metrics.frechet import feature_statistics, frechet_distance
 from genzoo.metrics.kid import kernel_distance
 from genzoo.metrics.novelty import memorisation_rate, nearest_neighbours
-from genzoo.metrics.precision_recall import knn_radii, precision_recall
+from genzoo.metrics.precision_recall import density_coverage, knn_radii, precision_recall
 from genzoo.metrics.reference import cached_features, reference_path
 
 
@@ -74,6 +74,19 @@ def test_knn_radii_closed_form_on_a_line():
     assert knn_radii(points, k=3).tolist() == [7.0, 6.0, 4.0, 7.0]
     with pytest.raises(ValueError, match="k must be in"):
         knn_radii(points, k=4)
+
+
+def test_density_and_coverage_closed_forms_on_a_line():
+    """Real points 0..9 on a line, k = 1 (every ball has radius 1): one fake at 0.5 sits in 2 balls, covers points 0 and 1."""
+    real = torch.arange(10.0).unsqueeze(1)
+    assert density_coverage(real, torch.tensor([[0.5]]), k=1) == pytest.approx((2.0, 0.2))
+    assert density_coverage(real, torch.tensor([[100.0]]), k=1) == (0.0, 0.0)
+    # an outlying fake does not inflate them, where recall counts every real point inside its large ball
+    fakes = torch.tensor([[0.5], [30.0]])
+    assert density_coverage(real, fakes, k=1) == pytest.approx((1.0, 0.2)) and precision_recall(real, fakes, k=1)[1] == 1.0
+    assert density_coverage(real, real.clone(), k=1)[1] == 1.0
+    with pytest.raises(ValueError, match="k must be in"):
+        density_coverage(real[:2], real, k=2)
 
 
 def test_inception_score_closed_forms():

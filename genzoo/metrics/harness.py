@@ -19,7 +19,7 @@ from genzoo.metrics.classes import class_coverage, inception_score
 from genzoo.metrics.frechet import feature_statistics, frechet_distance
 from genzoo.metrics.kid import kernel_distance, kid_subset_size
 from genzoo.metrics.novelty import memorisation_rate, nearest_neighbours
-from genzoo.metrics.precision_recall import precision_recall
+from genzoo.metrics.precision_recall import DENSITY_COVERAGE_K, density_coverage, precision_recall
 from genzoo.metrics.reference import cached_features
 from genzoo.paths import default_cache_dir
 from genzoo.protocol import site_seed
@@ -101,7 +101,7 @@ def evaluate(
     Args:
         sample: sample(n, generator=None) -> (n, C, H, W) in [-1, 1] (a family's `sample`).
         data: a set-up ImageDataModule (test_images: the whole test split, train_set, name).
-        eval_cfg: the `eval` config (extractors, batch_size, kid_subsets, kid_subset_size, pr_k,
+        eval_cfg: the `eval` config (extractors, batch_size, kid_subsets, kid_subset_size, pr_k, dc_k,
             memorisation_percentile, cache_dir).
         n_samples: generated images; the real side uses as many test images (capped at the split).
         seed: seeds the sampling generator (site_seed("evaluation", seed)) and the KID subsets (seed).
@@ -128,7 +128,7 @@ def evaluate(
         card = {
             **extractor.card, "n_real": n, "n_fake": n, "split": f"{data.name} test, first {n} images", "seed": seed,
             "kid_subsets": f"{eval_cfg.kid_subsets} subsets of {kid_subset_size(eval_cfg.kid_subset_size, n, n)}",
-            "precision_recall_k": eval_cfg.pr_k,
+            "precision_recall_k": eval_cfg.pr_k, "density_coverage_k": _dc_k(eval_cfg),
         }
         real = real_features(extractor, test_images[:n], data.name, "test", cache_dir, eval_cfg.batch_size)
         fake_features, fake_logits = extract(extractor, lambda a, b: fake[a:b], n, eval_cfg.batch_size)
@@ -208,7 +208,13 @@ def _fid_kid(real: torch.Tensor, fake: torch.Tensor, eval_cfg, seed: int) -> dic
 
 def _distribution_metrics(real: torch.Tensor, fake: torch.Tensor, eval_cfg, seed: int) -> dict:
     precision, recall = precision_recall(real, fake, k=eval_cfg.pr_k)
-    return {**_fid_kid(real, fake, eval_cfg, seed), "precision": precision, "recall": recall}
+    density, coverage = density_coverage(real, fake, k=_dc_k(eval_cfg))
+    return {**_fid_kid(real, fake, eval_cfg, seed), "precision": precision, "recall": recall, "density": density, "coverage": coverage}
+
+
+def _dc_k(eval_cfg) -> int:
+    """eval.dc_k, or Naeem et al.'s 5 for a run recorded before genzoo measured density and coverage."""
+    return eval_cfg.get("dc_k", DENSITY_COVERAGE_K)
 
 
 def _novelty(extractor, data, fake, fake_features, test_features, eval_cfg, cache_dir, run_dir, card):

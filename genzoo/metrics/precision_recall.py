@@ -1,4 +1,4 @@
-"""Improved precision and recall (Kynkaanniemi et al. 2019) on feature sets."""
+"""Improved precision and recall (Kynkaanniemi et al. 2019), density and coverage (Naeem et al. 2020) on feature sets."""
 
 import torch
 
@@ -37,3 +37,27 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> tupl
     precision = _coverage(fake, real, knn_radii(real, k))
     recall = _coverage(real, fake, knn_radii(fake, k))
     return precision, recall
+
+
+DENSITY_COVERAGE_K = 5  # Naeem et al.'s k
+
+
+def density_coverage(real: torch.Tensor, fake: torch.Tensor, k: int = DENSITY_COVERAGE_K, chunk: int = 1024) -> tuple[float, float]:
+    """(density, coverage) of fake features (M, D) against real ones (N, D) (Naeem et al. 2020).
+
+    Both use only the real points' k-NN balls B(r_i, radius_i), radius_i the distance of r_i
+    to its k-th nearest other real point, so an outlying fake sample, whose own k-NN ball
+    is large, cannot inflate them as it inflates recall.
+    Density: (1 / (k M)) sum_j #{i: f_j in B(r_i, radius_i)}, about 1 when the fakes are
+    spread as the real points are (unbounded above: fakes packed where the real points are
+    dense). Coverage in [0, 1]: the share of real points whose ball holds at least one fake.
+    Distances in float32 Euclidean. Raises ValueError unless 1 <= k < N.
+    """
+    real, fake = real.float(), fake.float()
+    radii = knn_radii(real, k)
+    inside, covered = 0, []
+    for start in range(0, len(real), chunk):
+        hit = torch.cdist(real[start : start + chunk], fake) <= radii[start : start + chunk, None]  # (chunk, M)
+        inside += hit.sum().item()
+        covered.append(hit.any(dim=1))
+    return inside / (k * len(fake)), torch.cat(covered).float().mean().item()
