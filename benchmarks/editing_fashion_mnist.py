@@ -12,11 +12,14 @@ floor at that n) and KID; the class-mean baseline beside the boundary; the table
 manipulation label by the rule written in genzoo/report/course_notes.py. With --pictures,
 each run's edit_grid.png and edit_curve.png go to DIR/<run name>/.
 
-Every GAN run given (conditional or not) is also read from its metrics.json into a second
-table: discriminator (and its auxiliary classifier) and generator conditioning (from its config), classifier FID, recall
-over all its samples, and the class accuracy of a conditional one: what spectral
-normalisation and conditional BatchNorm bought. Prints markdown and writes JSON with the
-protocol (device, threads, load, versions, commit).
+Every GAN run given (conditional or not) also makes a row of a second table: its
+discriminator, generator conditioning and loss (as the loaded model's protocol names them),
+classifier FID, precision and recall over all its samples and the class accuracy of a
+conditional one, from its metrics.json, beside density and coverage (Naeem et al. 2020) of
+the same samples, re-scored by genzoo.evaluation.rescore (the run's seed draws the run's
+samples again: its precision and recall must repeat; <run dir>/evaluations/ keeps the
+payload): what each change to the conditional GAN bought. Prints markdown and writes JSON
+with the protocol (device, threads, load, versions, commit).
 """
 
 import argparse
@@ -30,6 +33,7 @@ sys.path.insert(0, str(ROOT))  # this checkout's genzoo, not an installed one
 from genzoo import load_run, protocol  # noqa: E402
 from genzoo.artifacts import write_json  # noqa: E402
 from genzoo.evaluation.editing import measure_editing, write_editing  # noqa: E402
+from genzoo.evaluation.rescore import evaluate_run  # noqa: E402
 from genzoo.metrics.harness import build_extractor  # noqa: E402
 from genzoo.paths import default_cache_dir  # noqa: E402
 from genzoo.report.course_notes import FamilyFacts, manipulation  # noqa: E402
@@ -63,7 +67,7 @@ def main() -> int:
                   f"class-mean flip / preservation | manipulation | seconds |\n|{'---|' * 11}")
             first = False
         if record.model == "gan":
-            result["gan"][str(path)] = _gan_row(record, model, cfg.model)
+            result["gan"][str(path)] = _gan_row(record, model, cfg.model, evaluate_run(path)["metrics"])
         if model.latent_space is None or model.conditional:
             continue
         cache_dir = default_cache_dir()
@@ -88,29 +92,34 @@ def main() -> int:
               f"{label} | {seconds:.0f} |", flush=True)
 
     if result["gan"]:
-        print("\n| GAN run | conditional | discriminator | generator conditioning | training | classifier FID | recall | class accuracy |\n"
-              "|---|---|---|---|---|---|---|---|")
+        print("\n| GAN run | discriminator | generator | training | classifier FID | precision | recall | density | coverage | class accuracy |\n"
+              f"|{'---|' * 10}")
         for path, row in result["gan"].items():
-            print(f"| {Path(path).name} | {row['conditional']} | {row['discriminator']} | {row['generator']} | {row['training']} | {row['fid_classifier']:.2f} | "
-                  f"{row['recall']:.3f} | {row['control_accuracy'] if row['control_accuracy'] is None else format(row['control_accuracy'], '.3f')} |")
+            scores = " | ".join("-" if row[k] is None else format(row[k], ".3f") for k in ("precision", "recall", "density", "coverage", "control_accuracy"))
+            print(f"| {Path(path).name} | {row['discriminator']} | {row['generator']} | {row['training']} | {row['fid_classifier']:.2f} | {scores} |")
     if args.out:
         write_json(args.out, result)
     return 0
 
 
-def _gan_row(record: RunRecord, model, model_cfg) -> dict:
-    """A GAN run's conditioning and training recipe (as its loaded model resolved them, and its model config) and scores."""
+def _gan_row(record: RunRecord, model, model_cfg, rescored: dict) -> dict:
+    """A GAN run's nets and training recipe (as its loaded model resolved them, and its model config), its scores and the re-scored density and coverage."""
     conditional = model.conditional
     lr = model_cfg.optimizer.lr
     d_lr = lr if model.d_lr is None else model.d_lr
     training = (f"{model.loss_name}, n_critic {model.n_critic}, lr G {lr:g} / D {d_lr:g}, betas ({model.betas[0]:g}, {model.betas[1]:g})"
                 + ("" if model_cfg.ema_decay is None else f", EMA {model_cfg.ema_decay:g}"))
-    discriminator = ("spectral norm" if model.spectral_norm else "BatchNorm") + (
-        "" if model.class_loss_weight is None else f", auxiliary classifier (weight {model.class_loss_weight:g})")
-    return {"conditional": conditional, "discriminator": discriminator,
-            "generator": ("conditional BatchNorm" if model.conditional_bn else "embedding beside z") if conditional else "-",
+    card = model.protocol()
+    if rescored.get("recall_classifier") != record.metrics.get("recall_classifier"):
+        print(f"note: {record.run_id}: re-scored recall {rescored.get('recall_classifier')} differs from the record's "
+              f"{record.metrics.get('recall_classifier')} (another machine's float rounding, or other samples)", file=sys.stderr)
+    return {"conditional": conditional, "discriminator": card["discriminator"],
+            "generator": (("conditional BatchNorm" if model.conditional_bn else "embedding beside z") if conditional else "-")
+            + f"; loss {card['generator_loss']}",
             "training": training,
-            "fid_classifier": record.metrics.get("fid_classifier"), "recall": record.metrics.get("recall_classifier"),
+            "fid_classifier": record.metrics.get("fid_classifier"), "precision": record.metrics.get("precision_classifier"),
+            "recall": record.metrics.get("recall_classifier"), "density": rescored.get("density_classifier"),
+            "coverage": rescored.get("coverage_classifier"), "rescored_recall": rescored.get("recall_classifier"),
             "control_accuracy": record.metrics.get("control_accuracy"), "epochs": record.timing.get("epochs"),
             "train_seconds": record.timing.get("train_seconds")}
 
