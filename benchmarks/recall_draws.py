@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))  # this checkout's genzoo, not an installed one
 from genzoo import load_run, protocol  # noqa: E402
 from genzoo.artifacts import write_json  # noqa: E402
 from genzoo.metrics.harness import build_extractor, extract, generate, real_features  # noqa: E402
-from genzoo.metrics.precision_recall import _coverage, density_coverage, knn_radii, precision_recall  # noqa: E402
+from genzoo.metrics.precision_recall import density_coverage, knn_radii, precision_recall, share_inside_balls  # noqa: E402
 from genzoo.paths import default_cache_dir  # noqa: E402
 
 
@@ -60,7 +60,7 @@ def main() -> int:
             precision, recall = precision_recall(real, fake)
             density, coverage = density_coverage(real, fake)
             radii = knn_radii(fake, 3)
-            per_class = [_coverage(real[classes == c], fake, radii) for c in range(data.num_classes)]
+            per_class = [share_inside_balls(real[classes == c], fake, radii) for c in range(data.num_classes)]
             rows.append({"seed": seed, "precision": precision, "recall": recall, "density": density, "coverage": coverage,
                          "median_ball": radii.median().item(), "recall_per_class": per_class})
             print(f"| {path.name} | {seed} | {precision:.3f} | {recall:.3f} | {density:.3f} | {coverage:.3f} | {radii.median().item():.2f} | "

@@ -17,8 +17,12 @@ def knn_radii(features: torch.Tensor, k: int = 3, chunk: int = 1024) -> torch.Te
     return torch.cat(radii)
 
 
-def _coverage(points: torch.Tensor, support: torch.Tensor, radii: torch.Tensor, chunk: int = 1024) -> float:
-    """Share of `points` inside at least one ball (support_j, radii_j)."""
+def share_inside_balls(points: torch.Tensor, support: torch.Tensor, radii: torch.Tensor, chunk: int = 1024) -> float:
+    """Share in [0, 1] of `points` (N, D) inside at least one ball (support_j, radii_j), support (M, D), radii (M,).
+
+    Precision and recall are this with the real or the generated k-NN balls; restricted to a
+    subset of the real points (one class), it is that subset's recall.
+    """
     inside = []
     for start in range(0, len(points), chunk):
         d = torch.cdist(points[start : start + chunk], support)
@@ -34,8 +38,8 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> tupl
     the fake set's manifold. k = 3 as Kynkaanniemi et al. Distances in float32 Euclidean.
     """
     real, fake = real.float(), fake.float()
-    precision = _coverage(fake, real, knn_radii(real, k))
-    recall = _coverage(real, fake, knn_radii(fake, k))
+    precision = share_inside_balls(fake, real, knn_radii(real, k))
+    recall = share_inside_balls(real, fake, knn_radii(fake, k))
     return precision, recall
 
 
