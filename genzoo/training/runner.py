@@ -508,12 +508,11 @@ def _check_before_training(cfg: DictConfig, data, budget: dict, hardware: dict) 
     extractors = list(cfg.eval.extractors or [])
     if extractors:
         n_eval = min(budget["eval_samples"], len(data.test_images))
-        if n_eval <= cfg.eval.pr_k:
-            raise ConfigError(f"budget.eval_samples={budget['eval_samples']} scores {n_eval} samples, not above eval.pr_k={cfg.eval.pr_k} "
-                              f"(precision and recall take each sample's k-th nearest neighbour): use budget.eval_samples>{cfg.eval.pr_k}")
-        if n_eval <= cfg.eval.dc_k:
-            raise ConfigError(f"budget.eval_samples={budget['eval_samples']} scores {n_eval} samples, not above eval.dc_k={cfg.eval.dc_k} "
-                              f"(density and coverage take each real image's k-th nearest neighbour): use budget.eval_samples>{cfg.eval.dc_k}")
+        for key, needs in (("pr_k", "precision and recall take each sample's"), ("dc_k", "density and coverage take each real image's")):
+            k = cfg.eval[key]
+            if n_eval <= k:
+                raise ConfigError(f"budget.eval_samples={budget['eval_samples']} scores {n_eval} samples, not above eval.{key}={k} "
+                                  f"({needs} k-th nearest neighbour): use budget.eval_samples>{k}")
         cache = eval_cache_dir(cfg.eval)
         try:
             cache.mkdir(parents=True, exist_ok=True)
