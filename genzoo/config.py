@@ -22,6 +22,19 @@ from genzoo.paths import config_dir
 GROUPS = ("model", "data", "hardware", "logger", "budget", "eval", "experiment")
 
 
+def when_conditional(value, *, _parent_):
+    """`${when_conditional:v}` in a model config: v when that model is conditional (model.conditional true), else null.
+
+    A default that only a class-conditional model takes (the GAN's auxiliary classifier); the
+    run's config.yaml records the resolved value, so a later change of the default does not
+    change what an old run's config builds. `model.<key>=null` on the command line turns it off.
+    """
+    return value if _parent_.get("conditional") else None
+
+
+OmegaConf.register_new_resolver("when_conditional", when_conditional, replace=True)
+
+
 @dataclass(frozen=True)
 class Rule:
     """What a valid value of one key is: `check(value)` holds; `want` says it in words."""

@@ -210,6 +210,34 @@ def test_the_conditional_gan_pairs_conditional_batch_norm_with_a_spectrally_norm
     assert _gan(spectral_norm=True).spectral_norm
 
 
+def _composed(*overrides):
+    from omegaconf import OmegaConf
+
+    from genzoo import load_config
+    from genzoo.models.build import build_model
+
+    cfg = load_config(["model=gan", "data=fashion_mnist", "model.base_channels=8", "model.latent_dim=8", *overrides])
+    saved = OmegaConf.create(OmegaConf.to_yaml(cfg.model, resolve=True))  # what a run's config.yaml records
+    return build_model(saved, (1, 28, 28), num_classes=10), saved
+
+
+def test_the_conditional_default_is_the_measured_form_and_the_unconditional_gan_is_dcgan():
+    """model.conditional=true composes the form that met the FID and class-accuracy targets
+    (docs/results/editing-fast): BatchNorm projection D with an auxiliary classifier (w = 1) and
+    minibatch std in groups of 4, conditional BatchNorm G; the unconditional GAN gets none of it."""
+    cgan, saved = _composed("model.conditional=true")
+    assert (saved.spectral_norm, saved.class_loss_weight, saved.minibatch_std_group) == (False, 1.0, 4)  # recorded resolved
+    d = cgan.discriminator
+    assert not cgan.spectral_norm and cgan.conditional_bn and cgan.class_loss_weight == 1.0
+    assert d.classifier is not None and d.embed is not None and d.minibatch_std.group_size == 4
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in d.modules())
+    gan, saved = _composed()
+    assert (saved.spectral_norm, saved.class_loss_weight, saved.minibatch_std_group) == (False, None, None)
+    assert gan.discriminator.classifier is None and gan.discriminator.minibatch_std is None and not gan.spectral_norm
+    paper, _ = _composed("model.conditional=true", "model.spectral_norm=null", "model.class_loss_weight=null", "model.minibatch_std_group=null")
+    assert paper.spectral_norm and paper.discriminator.classifier is None and paper.discriminator.minibatch_std is None
+
+
 @pytest.mark.parametrize("conditional", [False, True])
 def test_the_ema_generator_samples_with_batchnorm_statistics_of_its_own(conditional):
     """After training, the EMA copy's running statistics are its own activations' (not the live G's), the same each time."""
