@@ -14,7 +14,7 @@ each run's edit_grid.png and edit_curve.png go to DIR/<run name>/.
 
 Every GAN run given (conditional or not) also makes a row of a second table: its
 discriminator, generator conditioning and loss (as the loaded model's protocol names them),
-classifier FID, precision and recall over all its samples and the class accuracy of a
+its batch size, classifier FID, precision and recall over all its samples and the class accuracy of a
 conditional one, from its metrics.json, beside density and coverage (Naeem et al. 2020) of
 the same samples, re-scored by genzoo.evaluation.rescore (the run's seed draws the run's
 samples again: its precision and recall must repeat; <run dir>/evaluations/ keeps the
@@ -67,7 +67,7 @@ def main() -> int:
                   f"class-mean flip / preservation | manipulation | seconds |\n|{'---|' * 11}")
             first = False
         if record.model == "gan":
-            result["gan"][str(path)] = _gan_row(record, model, cfg.model, evaluate_run(path)["metrics"])
+            result["gan"][str(path)] = _gan_row(record, model, cfg, evaluate_run(path)["metrics"])
         if model.latent_space is None or model.conditional:
             continue
         cache_dir = default_cache_dir()
@@ -102,12 +102,13 @@ def main() -> int:
     return 0
 
 
-def _gan_row(record: RunRecord, model, model_cfg, rescored: dict) -> dict:
-    """A GAN run's nets and training recipe (as its loaded model resolved them, and its model config), its scores and the re-scored density and coverage."""
+def _gan_row(record: RunRecord, model, cfg, rescored: dict) -> dict:
+    """A GAN run's nets and training recipe (as its loaded model resolved them, and its config), its scores and the re-scored density and coverage."""
+    model_cfg = cfg.model
     conditional = model.conditional
     lr = model_cfg.optimizer.lr
     d_lr = lr if model.d_lr is None else model.d_lr
-    training = (f"{model.loss_name}, n_critic {model.n_critic}, lr G {lr:g} / D {d_lr:g}, betas ({model.betas[0]:g}, {model.betas[1]:g})"
+    training = (f"{model.loss_name}, batch {cfg.data.batch_size}, n_critic {model.n_critic}, lr G {lr:g} / D {d_lr:g}, betas ({model.betas[0]:g}, {model.betas[1]:g})"
                 + ("" if model_cfg.ema_decay is None else f", EMA {model_cfg.ema_decay:g}"))
     card = model.protocol()
     if rescored.get("recall_classifier") != record.metrics.get("recall_classifier"):
