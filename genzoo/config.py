@@ -99,6 +99,11 @@ RULE_KINDS: dict[str, Rule] = {
         lambda v: isinstance(v, list) and len(v) > 0 and all(_is_int(c) and c > 0 for c in v), "a non-empty list of positive integers", "[32,64]"
     ),
     "int_list": Rule(lambda v: isinstance(v, list) and all(_is_int(c) and c >= 0 for c in v), "a list of non-negative integers", "[2]"),
+    "epoch_span_or_null": Rule(
+        lambda v: v is None or (isinstance(v, list) and len(v) == 2 and all(_is_number(e) and e >= 0 for e in v) and v[0] <= v[1]),
+        "null or [start, end], epochs with 0 <= start <= end",
+        "[0,5]",
+    ),
     "betas_or_null": Rule(
         lambda v: v is None or (isinstance(v, list) and len(v) == 2 and all(_is_number(b) and 0 <= b < 1 for b in v)),
         "null or two numbers in [0, 1)",

@@ -98,11 +98,24 @@ class GAN(GenerativeModel):
             w / (mean |G(z_a) - G(z_b)| / mean |z_a - z_b| + 1e-5) to its loss, so two codes
             drawing one image cost most: a remedy for the within-class collapse of
             conditional GANs (it works unconditionally too).
+        conditioning_transition: None (off) or [start, end], epochs of training (0 <= start
+            <= end; fractions count batches): the transition from unconditional to conditional
+            training of Shahbazi et al. 2022 ("Collapse by conditioning"), against the
+            within-class collapse a conditional GAN meets where each class has little data or
+            training is short. The conditioning that reaches G is scaled by
+            lambda = clip((epoch - start) / (end - start), 0, 1) (a step at start when
+            start == end): D's projection term and G's auxiliary-classifier (and twin) terms,
+            so the game is the unconditional GAN's before start and the conditional one's
+            after end. D's class head keeps learning the real images' labels throughout, and
+            G's conditional BatchNorm is kept (its per-class scales see the unconditional game
+            first; the paper scales StyleGAN2's class embedding instead). Sampling is
+            unaffected. Needs conditional.
     Raises:
         ValueError: an unknown loss, latent_dim or n_critic < 1, gp_weight < 0, a bad decay,
         d_lr <= 0, class_loss_weight <= 0 or without conditional, twin_classifier or projection=false without
         class_loss_weight,
-        mode_seeking_weight <= 0, minibatch_std_group < 2, an image shape the nets
+        mode_seeking_weight <= 0, minibatch_std_group < 2, a conditioning_transition that is not
+        [start, end] with 0 <= start <= end or without conditional, an image shape the nets
         cannot take, or a conditional model with num_classes < 2.
     """
 
@@ -133,6 +146,7 @@ class GAN(GenerativeModel):
         minibatch_std_group: int | None = None,
         projection: bool = True,
         minibatch_std_by_label: bool = False,
+        conditioning_transition: list[float] | None = None,
     ):
         super().__init__(image_shape, optimizer)
         if loss not in GAN_LOSSES:
@@ -153,6 +167,13 @@ class GAN(GenerativeModel):
             raise ValueError("twin_classifier (TAC-GAN) needs the auxiliary classifier: set class_loss_weight too")
         if mode_seeking_weight is not None and not mode_seeking_weight > 0:
             raise ValueError(f"mode_seeking_weight must be positive or null, got {mode_seeking_weight}")
+        if conditioning_transition is not None:
+            span = list(conditioning_transition)
+            if not (conditional and len(span) == 2 and 0 <= span[0] <= span[1]):
+                raise ValueError(f"conditioning_transition must be [start, end] in epochs with 0 <= start <= end, on a conditional "
+                                 f"model, got {conditioning_transition} with conditional={conditional}: e.g. [0, 5]")
+            conditioning_transition = [float(v) for v in span]
+        self.conditioning_transition = conditioning_transition
         self.save_hyperparameters(ignore=["optimizer"], logger=False)  # the optimiser is in config.yaml
         self.automatic_optimization = False
         self.latent_dim, self.loss_name, self.n_critic, self.gp_weight = latent_dim, loss, n_critic, gp_weight
@@ -188,20 +209,32 @@ class GAN(GenerativeModel):
     def training_step(self, batch, batch_idx):
         real, labels = batch[0], self._labels(batch)
         opt_g, opt_d = self.optimizers()
-        logs = self._discriminator_step(real, labels, opt_d)
+        strength = self.conditioning_strength(self.current_epoch + batch_idx / max(self.trainer.num_training_batches, 1))
+        logs = self._discriminator_step(real, labels, opt_d, strength)
         if batch_idx % self.n_critic == self.n_critic - 1:
-            logs.update(self._generator_step(len(real), labels, opt_g))
+            logs.update(self._generator_step(len(real), labels, opt_g, strength))
+        if self.conditioning_transition is not None:
+            logs["conditioning_strength"] = torch.tensor(strength)
         self.log_dict({f"train/{k}": v for k, v in logs.items()}, batch_size=len(real))
+
+    def conditioning_strength(self, epoch: float) -> float:
+        """lambda in [0, 1] at `epoch` (epochs of training so far, fractional): 1 without a conditioning_transition."""
+        if self.conditioning_transition is None:
+            return 1.0
+        start, end = self.conditioning_transition
+        if end == start:
+            return float(epoch >= start)
+        return min(max((epoch - start) / (end - start), 0.0), 1.0)
 
     def _labels(self, batch) -> torch.Tensor | None:
         """The batch's labels for a conditional model (the fakes are drawn for them), else None."""
         return batch[1] if self.conditional else None
 
-    def _discriminator_step(self, real, labels, opt_d) -> dict:
+    def _discriminator_step(self, real, labels, opt_d, strength: float = 1.0) -> dict:
         with torch.no_grad():
             fake = self.generator(self._noise(len(real)), labels)
-        real_logits, class_logits, _ = self._discriminate(real, labels)
-        fake_logits, _, twin_logits = self._discriminate(fake, labels)
+        real_logits, class_logits, _ = self._discriminate(real, labels, strength)
+        fake_logits, _, twin_logits = self._discriminate(fake, labels, strength)
         d_loss = discriminator_loss(self.loss_name, real_logits, fake_logits)
         logs = {"d_loss": d_loss.detach(), **self._d_outputs(real_logits, fake_logits)}
         if class_logits is not None:
@@ -213,7 +246,7 @@ class GAN(GenerativeModel):
             d_loss = d_loss + self.class_loss_weight * twin_loss
             logs["d_twin_class_loss"] = twin_loss.detach()
         if self.loss_name == "wgan-gp":
-            gp = gradient_penalty(lambda x: self.discriminator(x, labels), real, fake)
+            gp = gradient_penalty(lambda x: self.discriminator(x, labels, projection_scale=strength), real, fake)
             d_loss = d_loss + self.gp_weight * gp
             logs["gp"] = gp.detach()
         opt_d.zero_grad(set_to_none=True)
@@ -222,11 +255,11 @@ class GAN(GenerativeModel):
         opt_d.step()
         return logs
 
-    def _generator_step(self, n: int, labels, opt_g) -> dict:
+    def _generator_step(self, n: int, labels, opt_g, strength: float = 1.0) -> dict:
         self.toggle_optimizer(opt_g)  # D's weights get no gradient from G's loss
         if self.mode_seeking_weight is not None and labels is not None:
             labels = mode_seeking_labels(labels)  # draws i and n - n // 2 + i share a label
-        g_loss, logs = self._generator_loss(self._noise(n), labels)
+        g_loss, logs = self._generator_loss(self._noise(n), labels, strength)
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_loss)
         g_grad_norm = _grad_norm(self.generator)
@@ -237,10 +270,14 @@ class GAN(GenerativeModel):
             self._ema_statistics_stale = True
         return {"g_loss": g_loss.detach(), "g_grad_norm": g_grad_norm, **logs}
 
-    def _generator_loss(self, z, labels) -> tuple[torch.Tensor, dict]:
-        """G's loss on G(z, labels): a scalar with its graph, and the logs of its extra terms (detached)."""
+    def _generator_loss(self, z, labels, strength: float = 1.0) -> tuple[torch.Tensor, dict]:
+        """G's loss on G(z, labels): a scalar with its graph, and the logs of its extra terms (detached).
+
+        strength: the conditioning's lambda in [0, 1] (conditioning_strength), scaling D's
+        projection term and G's class terms.
+        """
         fake = self.generator(z, labels)
-        fake_logits, class_logits, twin_logits = self._discriminate(fake, labels)
+        fake_logits, class_logits, twin_logits = self._discriminate(fake, labels, strength)
         g_loss, logs = generator_loss(self.loss_name, fake_logits), {}
         if self.mode_seeking_weight is not None:
             ratio = mode_seeking_ratio(fake, z)
@@ -248,19 +285,20 @@ class GAN(GenerativeModel):
             logs["g_mode_seeking_ratio"] = ratio.detach()
         if class_logits is not None:
             class_loss = F.cross_entropy(class_logits, labels)
-            g_loss = g_loss + self.class_loss_weight * class_loss
+            g_loss = g_loss + strength * self.class_loss_weight * class_loss
             logs["g_class_loss"] = class_loss.detach()
         if twin_logits is not None:  # G raises the twin head's loss: no reward for images merely easy to classify
             twin_loss = F.cross_entropy(twin_logits, labels)
-            g_loss = g_loss - self.class_loss_weight * twin_loss
+            g_loss = g_loss - strength * self.class_loss_weight * twin_loss
             logs["g_twin_class_loss"] = twin_loss.detach()
         return g_loss, logs
 
-    def _discriminate(self, x, labels) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """D's (B,) logits on x, its auxiliary classifier's (B, num_classes) logits and its twin's (each None without one)."""
+    def _discriminate(self, x, labels, strength: float = 1.0) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """D's (B,) logits on x (projection term scaled by strength), its auxiliary classifier's (B, num_classes) logits
+        and its twin's (each None without one)."""
         if self.class_loss_weight is None:
-            return self.discriminator(x, labels), None, None
-        return self.discriminator(x, labels, return_class_logits=True)
+            return self.discriminator(x, labels, projection_scale=strength), None, None
+        return self.discriminator(x, labels, return_class_logits=True, projection_scale=strength)
 
     def _noise(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.latent_dim, device=self.device)
@@ -340,7 +378,9 @@ class GAN(GenerativeModel):
             + ("" if self.discriminator.minibatch_std is None else
                "; minibatch standard deviation (Karras et al. 2018) over "
                + ("the batch's images of each class" if self.discriminator.minibatch_std_by_label
-                  else f"groups of {self.discriminator.minibatch_std.group_size}")),
+                  else f"groups of {self.discriminator.minibatch_std.group_size}"))
+            + ("" if self.conditioning_transition is None else
+               "; conditioning brought in linearly from epoch {:g} to {:g} (Shahbazi et al. 2022)".format(*self.conditioning_transition)),
             "generator_loss": self.loss_name + ("" if self.mode_seeking_weight is None else
                                                 f" + {self.mode_seeking_weight:g} / (mode-seeking ratio + {MODE_SEEKING_EPS:g}), pairs of "
                                                 "codes under one label (MSGAN, Mao et al. 2019)"),

@@ -239,15 +239,21 @@ class DCGANDiscriminator(nn.Module):
             for module in [m for m in self.modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding))]:
                 _spectral_norm(module)
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None, return_class_logits: bool = False):
-        """(B,) logits; with return_class_logits, (logits, the class head's (B, num_classes) logits, the twin head's or None)."""
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None, return_class_logits: bool = False,
+                projection_scale: float = 1.0):
+        """(B,) logits; with return_class_logits, (logits, the class head's (B, num_classes) logits, the twin head's or None).
+
+        projection_scale (in [0, 1]) multiplies the projection term: 0 gives the unconditional
+        logit psi(h(x)), 1 the projection discriminator's (a transition between them: GAN's
+        conditioning_transition).
+        """
         _labels_needed(labels, self.num_classes, len(x))
         h = self.features(x)
         flat = h.flatten(1)
         head_input = flat if self.minibatch_std is None else self.minibatch_std(h, labels if self.minibatch_std_by_label else None).flatten(1)
         logit = self.head(head_input).squeeze(1)
         if self.embed is not None:
-            logit = logit + (self.embed(labels).to(h.dtype) * h.sum((2, 3))).sum(1)
+            logit = logit + projection_scale * (self.embed(labels).to(h.dtype) * h.sum((2, 3))).sum(1)
         if not return_class_logits:
             return logit
         if self.classifier is None:
