@@ -387,3 +387,38 @@ def test_the_mode_seeking_term_pairs_codes_under_one_label_and_pushes_their_imag
     assert mode_seeking_ratio(model.generator(z, y), z) > before
     with pytest.raises(ValueError, match="mode_seeking_weight must be positive or null, got 0"):
         _gan(mode_seeking_weight=0)
+
+
+def test_the_conditioning_transition_brings_the_label_in_linearly_over_its_epochs():
+    """Shahbazi et al. 2022: lambda = clip((epoch - start) / (end - start), 0, 1) scales D's projection term and G's class term."""
+    model = _gan(conditional=True, num_classes=3, spectral_norm=False, class_loss_weight=0.7, conditioning_transition=[1, 3])
+    assert [model.conditioning_strength(e) for e in (0.0, 1.0, 1.5, 2.0, 3.0, 9.0)] == [0.0, 0.0, 0.25, 0.5, 1.0, 1.0]
+    step = _gan(conditional=True, num_classes=3, conditioning_transition=[2, 2])
+    assert [step.conditioning_strength(e) for e in (1.99, 2.0)] == [0.0, 1.0]
+    assert _gan(conditional=True, num_classes=3).conditioning_strength(0.0) == 1.0  # off: conditional from the start
+    assert "from epoch 1 to 3" in model.protocol()["discriminator"]
+    # at lambda 0 D's logit ignores the label (the unconditional game); at 0.5 the projection term counts half
+    model.eval()
+    x, y0, y2 = torch.randn(4, 1, 28, 28), torch.zeros(4, dtype=torch.long), torch.full((4,), 2)
+    d = model.discriminator
+    assert torch.equal(d(x, y0, projection_scale=0.0), d(x, y2, projection_scale=0.0))
+    half = d(x, y0, projection_scale=0.5)
+    assert torch.allclose(half, (d(x, y0, projection_scale=0.0) + d(x, y0)) / 2, atol=1e-6)
+    # G's loss at lambda: the adversarial term against D's scaled logit + lambda * w * the class head's cross-entropy
+    z, labels = torch.randn(6, 8, generator=torch.Generator().manual_seed(0)), torch.arange(6) % 3
+    for strength in (0.0, 0.5):
+        g_loss, _ = model._generator_loss(z, labels, strength)
+        logits, class_logits, _ = d(model.generator(z, labels), labels, return_class_logits=True, projection_scale=strength)
+        expected = F.softplus(-logits).mean() + strength * 0.7 * F.cross_entropy(class_logits, labels)
+        assert torch.allclose(g_loss, expected, atol=1e-6)
+    # in training the strength follows the epoch: 4 batches of epoch 0 with a transition over [0, 1]
+    ramp = _gan(conditional=True, num_classes=3, spectral_norm=False, conditioning_transition=[0, 1])
+    seen = []
+    ramp.conditioning_strength = lambda epoch, f=ramp.conditioning_strength: seen.append(epoch) or f(epoch)
+    _fit(ramp, batches=4)
+    assert seen == [0.0, 0.25, 0.5, 0.75]
+    for bad in ([3, 1], [-1, 2], [1]):
+        with pytest.raises(ValueError, match=r"conditioning_transition must be \[start, end\] in epochs with 0 <= start <= end"):
+            _gan(conditional=True, num_classes=3, conditioning_transition=bad)
+    with pytest.raises(ValueError, match="on a conditional model, got \\[0, 1\\] with conditional=False"):
+        _gan(conditioning_transition=[0, 1])
