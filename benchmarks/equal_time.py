@@ -91,6 +91,9 @@ def main(argv=None) -> int:
     if args.extend:
         plan += [(f, args.extend_seed, args.extend) for f in families]
     out = Path(args.out)
+    mixed = _batch_mismatch(_records(out / "runs"), families, [f"data={args.data}", f"hardware={args.hardware}", *args.extra])
+    if mixed:
+        parser.error(mixed)
     failed = 0
     for family, seed, minutes in plan:
         dest = out / "runs" / f"{family}-seed{seed}-{minutes:g}min"
@@ -150,6 +153,26 @@ def _records(runs: Path) -> list[RunRecord]:
     return found
 
 
+def _batch_mismatch(records: list[RunRecord], families: list[str], overrides: list[str]) -> str | None:
+    """Why a family's new runs would train at another batch size than its records in the table, or None.
+
+    A family's seeds are averaged in one row, so they must share a recipe; a default changed
+    since the records were made (the GAN's batch, 128 until 2026-12-07, then 64) is the
+    case this catches before any run starts.
+    """
+    from genzoo.config import load_config
+
+    for family in families:
+        recorded = {r.protocol.get("batch_size") for r in records if r.model == family} - {None}
+        if not recorded:
+            continue
+        batch = load_config([f"model={family}", *overrides]).data.batch_size
+        if recorded != {batch}:
+            return (f"{family}'s records here trained at batch {', '.join(map(str, sorted(recorded)))} but its runs now would at {batch}: "
+                    f"pass --extra data.batch_size={min(recorded)} to continue this table (or --families without {family}), or start a new --out")
+    return None
+
+
 def _probe(record: RunRecord) -> float | None:
     """The best speed-probe figure (GFLOP/s) a record's starts measured, or None."""
     probe = (record.protocol.get("hardware") or {}).get("speed_probe") or {}
@@ -193,8 +216,8 @@ def _slow_now(records: list[RunRecord], tolerance: float, overrides: list[str], 
     """Why the machine is more than `tolerance` times slower than the one `records` came from right now, or None.
 
     Where STEP_FAMILY has records, its training images/s over 20 steps, composed with
-    `overrides` (data, hardware), against those records' median train_images_per_second
-    decides; otherwise the convolution probe against the records' median probe. The step
+    `overrides` (data, hardware) at the batch size those records trained at, against their
+    median train_images_per_second decides; otherwise the convolution probe against the records' median probe. The step
     sees what the probe does not, both ways: one host read 70-144 GFLOP/s on the probe, as
     fast as the table's machine, and trained at half its speed; the same host's probe moved
     between 59 and 139 GFLOP/s while it trained the GAN at a steady 606-660 images/s. Both
@@ -203,11 +226,12 @@ def _slow_now(records: list[RunRecord], tolerance: float, overrides: list[str], 
     from genzoo.metrics.machine_speed import conv_gflops
     from genzoo.metrics.training_speed import training_images_per_second
 
-    step_records = [r.timing["train_images_per_second"] for r in records
-                    if r.model == STEP_FAMILY and r.timing.get("train_images_per_second")]
+    step_records = [r for r in records if r.model == STEP_FAMILY and r.timing.get("train_images_per_second")]
     if step_records:
-        median = statistics.median(step_records)
-        now = training_images_per_second([f"model={STEP_FAMILY}", *overrides], device=device)
+        median = statistics.median(r.timing["train_images_per_second"] for r in step_records)
+        batch = statistics.mode(r.protocol.get("batch_size") for r in step_records)  # timed as its records trained
+        now = training_images_per_second([f"model={STEP_FAMILY}", *overrides, *([f"data.batch_size={batch}"] if batch else [])],
+                                         device=device)
         if now * tolerance < median:
             return (f"the machine trains the {STEP_FAMILY} at {now:.0f} images/s, below {median / tolerance:.0f} "
                     f"(its records' median {median:.0f} / {tolerance:g})")

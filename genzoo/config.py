@@ -3,8 +3,8 @@
 The schema is the table `RULES` (keys outside a family) and each family's own
 `family.schema` in genzoo/conf/model/<name>.yaml (its model.* keys, by the names of
 `RULE_KINDS`): for each key, what a valid value is. A key absent from the composed config
-is not checked. `prepare` then applies what the family's traits decide (its budget
-changes, float32 for a likelihood family; genzoo/families.py). Group options
+is not checked. `prepare` then applies what the family's traits decide (its budget and
+data changes, float32 for a likelihood family; genzoo/families.py). Group options
 (model=..., data=...) are checked against the files in genzoo/conf/ first, so a typo gives one
 line with the allowed values instead of Hydra's multi-line report.
 """
@@ -229,6 +229,14 @@ def load_config(overrides: Iterable[str] = ()) -> DictConfig:
     return prepare(cfg, overrides)
 
 
+def _check(key: str, value, rule: Rule) -> None:
+    """Raise ConfigError naming `key` unless `value` passes `rule`."""
+    if OmegaConf.is_config(value):
+        value = OmegaConf.to_container(value)
+    if not rule.check(value):
+        raise ConfigError(f"{key}={value!r} is invalid: it must be {rule.want} (e.g. {key}={rule.example})")
+
+
 def validate(cfg: DictConfig) -> None:
     """Check every key of RULES, and of the family's schema, present in cfg; raise ConfigError naming the first bad one."""
     rules = dict(RULES)
@@ -237,12 +245,8 @@ def validate(cfg: DictConfig) -> None:
         rules.update(family_rules(families.of_target(target)))
     for key, rule in rules.items():
         value = OmegaConf.select(cfg, key, default=_ABSENT)
-        if value is _ABSENT:
-            continue
-        if OmegaConf.is_config(value):
-            value = OmegaConf.to_container(value)
-        if not rule.check(value):
-            raise ConfigError(f"{key}={value!r} is invalid: it must be {rule.want} (e.g. {key}={rule.example})")
+        if value is not _ABSENT:
+            _check(key, value, rule)
     budget = OmegaConf.select(cfg, "budget")
     if budget is not None and budget.get("max_epochs") == -1 and budget.get("max_steps", -1) == -1 and not budget.get("train_minutes"):
         raise ConfigError("budget.max_epochs=-1 with budget.max_steps=-1 and no budget.train_minutes never stops training: "
@@ -266,14 +270,16 @@ def precision_for(fam: Family, precision: str) -> tuple[str, str | None]:
 
 
 def prepare(cfg: DictConfig, overrides: Iterable[str] | None = None) -> DictConfig:
-    """Make cfg what its family gets, in place, once: its budget changes and the precision rule.
+    """Make cfg what its family gets, in place, once: its budget and data changes and the precision rule.
 
-    The family's `family.budget.<budget name>` values replace the budget's, except keys the
-    user set on the command line (`budget.<key>=...` in `overrides`; under the CLI, Hydra's
-    task overrides), which win. `hardware.precision` follows `precision_for` (the reason, if
-    any, in `hardware.precision_rule`). `overrides` is kept as `cfg.overrides` (what this
-    start's command line set). Marks `budget.for_family`, so a second call changes
-    nothing. Returns cfg.
+    The family's `family.budget.<budget name>` values replace the budget's, and its
+    `family.data` values the data config's, except keys the user set on the command line
+    (`budget.<key>=...`, `data.<key>=...` in `overrides`; under the CLI, Hydra's task
+    overrides), which win; the changed values are checked as the command line's are.
+    `hardware.precision` follows `precision_for` (the reason, if any, in
+    `hardware.precision_rule`). `overrides` is kept as `cfg.overrides` (what this start's
+    command line set). Marks `budget.for_family`, so a second call changes nothing.
+    Returns cfg. Raises ConfigError for a family.data key the data config does not have.
     """
     target = OmegaConf.select(cfg, "model._target_")
     if target is None or OmegaConf.select(cfg, "budget.for_family") is not None:
@@ -281,13 +287,22 @@ def prepare(cfg: DictConfig, overrides: Iterable[str] | None = None) -> DictConf
     fam = families.of_target(target)
     if overrides is None:
         overrides = _hydra_task_overrides()
-    explicit = {key.partition(".")[2] for key in (o.lstrip("+~").partition("=")[0] for o in overrides) if key.startswith("budget.")}
+    keys = [o.lstrip("+~").partition("=")[0] for o in overrides]
+    explicit = {group: {k.partition(".")[2] for k in keys if k.startswith(f"{group}.")} for group in ("budget", "data")}
     with open_dict(cfg):
         if "budget" in cfg:
             for key, value in (fam.budget.get(cfg.budget.get("name")) or {}).items():
-                if key not in explicit:
+                if key not in explicit["budget"]:
                     cfg.budget[key] = value
             cfg.budget.for_family = fam.name
+        if "data" in cfg:
+            for key, value in fam.data.items():
+                if key not in cfg.data:
+                    raise ConfigError(f"family.data.{key} of model={fam.name} is not a data key: use one of {', '.join(cfg.data)}")
+                if key not in explicit["data"]:
+                    if f"data.{key}" in RULES:
+                        _check(f"data.{key}", value, RULES[f"data.{key}"])
+                    cfg.data[key] = value
         cfg.overrides = list(overrides)
         if "hardware" in cfg and "precision" in cfg.hardware:
             cfg.hardware.precision, reason = precision_for(fam, cfg.hardware.precision)

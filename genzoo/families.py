@@ -11,6 +11,7 @@ and constructor arguments, and a `family:` block that is not passed to the const
       notes_column: VAE        # the course notes' column it answers for (genzoo.report.course_notes), or null
       budget:                  # per-budget changes of genzoo/conf/budget/<name>.yaml for this family
         fast: {max_epochs: 3}
+      data: {batch_size: 64}   # changes of the data config (any data set) for this family
       schema:                  # its model.* keys and what a valid value is (genzoo.config.RULE_KINDS)
         latent_dim: positive_int
         likelihood: [gaussian, bernoulli]   # a list: one of these
@@ -52,6 +53,8 @@ class Family:
     notes_column: the column of the course notes' comparison table the family answers for
         ("VAE", "GAN", "Autoregressive", "Diffusion"; genzoo.report.course_notes), or None.
     budget: {budget name: {key: value}}, this family's changes to each budget.
+    data: {key: value}, this family's changes to the data config (any data set), e.g. the
+        batch size its recipe trains with.
     schema: {model key: rule}, what a valid value of each of its model.* keys is.
     tiny: {model key: value}, changes that make its nets small enough for the family
         contract test (tests/test_family_contract.py) to train and sample in seconds.
@@ -65,6 +68,7 @@ class Family:
     conditional: str | None
     notes_column: str | None = None
     budget: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
     schema: dict = field(default_factory=dict)
     tiny: dict = field(default_factory=dict)
 
@@ -114,6 +118,7 @@ def registry() -> dict[str, Family]:
             conditional=traits.get("conditional"),
             notes_column=traits.get("notes_column"),
             budget=traits.get("budget") or {},
+            data=traits.get("data") or {},
             schema=traits.get("schema") or {},
             tiny=traits.get("tiny") or {},
         )

@@ -1,3 +1,4 @@
+import dataclasses
 import itertools
 
 import pytest
@@ -62,6 +63,20 @@ def test_a_family_budget_changes_the_budget_and_a_command_line_key_wins():
     assert load_config(["model=vae", "budget=fast"]).budget.max_epochs == 10  # the budget file's value
     cfg = load_config(["model=ddpm", "budget=fast", "budget.max_epochs=7"])
     assert cfg.budget.max_epochs == 7 and cfg.budget.n_test == ddpm["n_test"]
+
+
+def test_a_family_data_default_changes_the_data_config_and_a_command_line_key_wins(monkeypatch):
+    assert families.get("gan").data == {"batch_size": 64}
+    assert load_config(["model=gan"]).data.batch_size == 64
+    assert load_config(["model=gan", "data=cifar10"]).data.batch_size == 64  # any data set
+    assert load_config(["model=gan", "data.batch_size=128"]).data.batch_size == 128
+    assert load_config(["model=vae"]).data.batch_size == 128  # the data file's value
+    gan = families.get("gan")
+    for data, error in (({"batch_size": 0}, "data.batch_size=0 is invalid: it must be a positive integer"),
+                        ({"batch_sise": 64}, "family.data.batch_sise of model=gan is not a data key: use one of")):
+        monkeypatch.setattr(families, "of_target", lambda target, fam=dataclasses.replace(gan, data=data): fam)
+        with pytest.raises(ConfigError, match=error):
+            load_config(["model=gan"])
 
 
 def test_prepare_is_applied_once():

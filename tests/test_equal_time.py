@@ -353,6 +353,31 @@ def test_once_the_gan_has_records_its_training_step_decides_not_the_probe(tmp_pa
     assert sweep._slow_now(records, 1.25, [], "cpu") is None
 
 
+def test_the_sweep_keeps_a_familys_seeds_at_one_batch_size_and_times_the_gan_at_its_records_batch(tmp_path, monkeypatch):
+    """A table whose GAN records trained at batch 128 is not continued at the GAN's own default (64) without a word."""
+    import genzoo.metrics.training_speed as training_speed
+
+    sweep, runs = _sweep_module(), tmp_path / "runs"
+    for family, seed in (("gan", 0), ("gan", 1), ("vae", 0)):
+        record = _record(runs, family, seed, 10, fid=60.0)
+        payload = json.loads((record / "metrics.json").read_text())
+        payload["protocol"]["batch_size"], payload["timing"]["train_images_per_second"] = 128, 1300.0
+        (record / "metrics.json").write_text(json.dumps(payload))
+    records, where = sweep._records(runs), ["data=fashion_mnist", "hardware=cpu"]
+    assert sweep._batch_mismatch(records, ["vae", "gan"], where) == (
+        "gan's records here trained at batch 128 but its runs now would at 64: pass --extra data.batch_size=128 to continue "
+        "this table (or --families without gan), or start a new --out")
+    assert sweep._batch_mismatch(records, ["vae", "gan"], [*where, "data.batch_size=128"]) is None
+    assert sweep._batch_mismatch(records, ["vae", "ddpm"], where) is None  # ddpm has no records here
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "equal_time.py"), "--out", str(tmp_path), "--runs", str(tmp_path / "r"),
+                           "--families", "gan", "--seeds", "2", "--extend", "0", "--dry-run"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "gan's records here trained at batch 128 but its runs now would at 64" in done.stderr
+    asked = []
+    monkeypatch.setattr(training_speed, "training_images_per_second", lambda overrides, device: asked.append(overrides) or 1000.0)
+    sweep._slow_now(records, 1.25, where, "cpu")
+    assert asked == [["model=gan", *where, "data.batch_size=128"]]
+
+
 def test_the_training_speed_measure_times_real_steps_and_rejects_bad_counts():
     from genzoo.metrics.training_speed import training_images_per_second
 
