@@ -98,6 +98,13 @@ class GAN(GenerativeModel):
             w / (mean |G(z_a) - G(z_b)| / mean |z_a - z_b| + 1e-5) to its loss, so two codes
             drawing one image cost most: a remedy for the within-class collapse of
             conditional GANs (it works unconditionally too).
+        self_modulation: every BatchNorm of G takes scales and shifts that also depend on its
+            input code through a one-hidden-layer MLP of 32 units (Chen et al. 2019, "On self
+            modulation for generative adversarial networks"; with conditional BatchNorm, the
+            per-class table plus that z-dependent part, as BigGAN feeds z to every block,
+            Brock et al. 2019). In the DCGAN G the code enters only the first layer; here it
+            reaches every layer, which gives the code more say in what a class's image looks
+            like. Conditional or not.
         conditioning_transition: None (off) or [start, end], epochs of training (0 <= start
             <= end; fractions count batches): the transition from unconditional to conditional
             training of Shahbazi et al. 2022 ("Collapse by conditioning"), against the
@@ -147,6 +154,7 @@ class GAN(GenerativeModel):
         projection: bool = True,
         minibatch_std_by_label: bool = False,
         conditioning_transition: list[float] | None = None,
+        self_modulation: bool = False,
     ):
         super().__init__(image_shape, optimizer)
         if loss not in GAN_LOSSES:
@@ -182,7 +190,8 @@ class GAN(GenerativeModel):
         self._set_conditional(conditional, num_classes)
         self.spectral_norm = self.conditional if spectral_norm is None else bool(spectral_norm)
         self.conditional_bn = self.conditional and (conditional_bn is None or bool(conditional_bn))
-        self.generator = DCGANGenerator(image_shape, latent_dim, base_channels, self.num_classes, self.conditional_bn)
+        self.self_modulation = bool(self_modulation)
+        self.generator = DCGANGenerator(image_shape, latent_dim, base_channels, self.num_classes, self.conditional_bn, self.self_modulation)
         norm = "none" if self.spectral_norm else "layer" if loss == "wgan-gp" else "batch"
         self.discriminator = DCGANDiscriminator(image_shape, base_channels, norm, self.num_classes, self.spectral_norm,
                                                 class_head=class_loss_weight is not None, twin_head=bool(twin_classifier),
@@ -368,7 +377,8 @@ class GAN(GenerativeModel):
             "sampler": "one generator pass" + (f" (EMA weights, BatchNorm statistics re-estimated on {EMA_STAT_BATCHES} x {EMA_STAT_BATCH} "
                                                 "fixed draws: standing statistics, Brock et al. 2019)" if self.ema is not None else "")
             + (f"; class-conditional ({'conditional BatchNorm' if self.conditional_bn else 'label embedding'} in G, "
-               f"{'projection' if self.discriminator.embed is not None else 'unconditional'} D), balanced labels" if self.conditional else ""),
+               f"{'projection' if self.discriminator.embed is not None else 'unconditional'} D), balanced labels" if self.conditional else "")
+            + ("; every BatchNorm of G self-modulated by z (Chen et al. 2019)" if self.self_modulation else ""),
             "discriminator": ("spectral normalisation (Miyato et al. 2018)" if self.spectral_norm
                               else "LayerNorm (per sample, for the gradient penalty)" if self.loss_name == "wgan-gp" else "BatchNorm (DCGAN)")
             + ("" if self.class_loss_weight is None else f"; auxiliary classifier on real images, weight {self.class_loss_weight:g} "

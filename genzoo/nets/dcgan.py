@@ -5,7 +5,8 @@ doubles it with 4x4 stride-2 transposed convolutions, BatchNorm and ReLU, ending
 The discriminator mirrors it with strided convolutions and LeakyReLU(0.2) and returns one
 logit per image. With num_classes > 0 both are class-conditional: the generator reads a
 learned label embedding beside z, or (conditional_bn) takes per-class scales and shifts in
-each BatchNorm; the discriminator adds the projection term <embed(y), phi(x)> (Miyato &
+each BatchNorm; with self_modulation every BatchNorm's scale and shift also follow z (Chen
+et al. 2019). The discriminator adds the projection term <embed(y), phi(x)> (Miyato &
 Koyama 2018); with class_head it also classifies the image (the auxiliary classifier of
 Odena et al. 2017, AC-GAN), and with twin_head a second class head for the generator's
 images (Gong et al. 2019, TAC-GAN). spectral_norm divides every discriminator weight by its
@@ -19,6 +20,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 NORMS = ("batch", "layer", "none")
+SELF_MODULATION_HIDDEN = 32  # hidden units of the self-modulation MLP (Chen et al. 2019)
 
 
 def dcgan_stages(image_shape) -> tuple[int, int]:
@@ -52,27 +54,50 @@ def _labels_needed(labels, num_classes: int, n: int) -> None:
 
 
 class ConditionalBatchNorm2d(nn.Module):
-    """BatchNorm2d whose scale and shift are looked up per class (de Vries et al. 2017; Miyato & Koyama 2018, sec. 4).
+    """BatchNorm2d whose scale and shift are looked up per class (de Vries et al. 2017; Miyato & Koyama 2018, sec. 4), and can follow z.
 
     (B, C, H, W) features and (B,) integer labels in [0, num_classes) -> (B, C, H, W):
     gamma[y] * (x - mean) / sqrt(var + eps) + beta[y], the statistics shared by all classes
     (running ones in eval mode), gamma and beta K x C tables initialised as a BatchNorm's
-    affine (near 1 and 0).
+    affine (near 1 and 0). num_classes=1 (an unconditional net) takes labels=None: one row.
+
+    latent_dim > 0 adds self-modulation (Chen et al. 2019, "On self modulation for generative
+    adversarial networks"): forward(x, labels, z) with z (B, latent_dim) adds
+    [d_gamma, d_beta] = MLP(z) (one hidden layer of `hidden` ReLU units, the paper's 32) to
+    the scale and shift, so the code shapes every layer and not only the first. With classes
+    this is the table plus a z-dependent part (BigGAN's skip-z reads z at every block in the
+    same way, Brock et al. 2019). The MLP's layers start N(0, 0.02): near the plain norm.
+    Raises ValueError for num_classes < 1 or missing z.
     """
 
-    def __init__(self, channels: int, num_classes: int):
+    def __init__(self, channels: int, num_classes: int, latent_dim: int = 0, hidden: int = SELF_MODULATION_HIDDEN):
         super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"a conditional BatchNorm needs num_classes >= 1 (1: unconditional), got {num_classes}")
         self.norm = nn.BatchNorm2d(channels, affine=False)
         self.gamma = nn.Embedding(num_classes, channels)
         self.beta = nn.Embedding(num_classes, channels)
+        self.modulation = None
+        if latent_dim:
+            self.modulation = nn.Sequential(nn.Linear(latent_dim, hidden), nn.ReLU(), nn.Linear(hidden, 2 * channels))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         nn.init.normal_(self.gamma.weight, 1.0, 0.02)  # DCGAN's norm-scale init (Radford et al. 2016)
         nn.init.zeros_(self.beta.weight)
+        for layer in [] if self.modulation is None else [m for m in self.modulation if isinstance(m, nn.Linear)]:
+            nn.init.normal_(layer.weight, 0.0, 0.02)
+            nn.init.zeros_(layer.bias)
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None, z: torch.Tensor | None = None) -> torch.Tensor:
+        if labels is None:
+            labels = torch.zeros(len(x), dtype=torch.long, device=x.device)
         gamma, beta = self.gamma(labels).to(x.dtype), self.beta(labels).to(x.dtype)
+        if self.modulation is not None:
+            if z is None:
+                raise ValueError("a self-modulated BatchNorm needs the code z: call forward(x, labels, z)")
+            d_gamma, d_beta = self.modulation(z).to(x.dtype).chunk(2, dim=1)
+            gamma, beta = gamma + d_gamma, beta + d_beta
         return self.norm(x) * gamma[:, :, None, None] + beta[:, :, None, None]
 
 
@@ -117,10 +142,10 @@ class MinibatchStd(nn.Module):
         return torch.cat([h, channel], dim=1)
 
 
-def _forward(layers: nn.Sequential, h: torch.Tensor, labels) -> torch.Tensor:
-    """Run `layers` in order, handing the labels to the conditional BatchNorms among them."""
+def _forward(layers: nn.Sequential, h: torch.Tensor, labels, z=None) -> torch.Tensor:
+    """Run `layers` in order, handing the labels (and z) to the conditional BatchNorms among them."""
     for layer in layers:
-        h = layer(h, labels) if isinstance(layer, ConditionalBatchNorm2d) else layer(h)
+        h = layer(h, labels, z) if isinstance(layer, ConditionalBatchNorm2d) else layer(h)
     return h
 
 
@@ -136,21 +161,28 @@ class DCGANGenerator(nn.Module):
             conditional_bn, every BatchNorm is a ConditionalBatchNorm2d and z goes in alone.
         conditional_bn: condition through per-class BatchNorm scales and shifts (the
             generator of Miyato & Koyama 2018) instead of the concatenated embedding.
+        self_modulation: every BatchNorm's scale and shift also follow G's input (z, or z
+            with the label embedding beside it) through a small MLP (Chen et al. 2019; see
+            ConditionalBatchNorm2d), conditional or not.
     Raises:
         ValueError: an image shape the stages cannot build; in forward, missing labels.
     """
 
-    def __init__(self, image_shape, latent_dim: int = 64, base_channels: int = 64, num_classes: int = 0, conditional_bn: bool = False):
+    def __init__(self, image_shape, latent_dim: int = 64, base_channels: int = 64, num_classes: int = 0, conditional_bn: bool = False,
+                 self_modulation: bool = False):
         super().__init__()
         stages, side = dcgan_stages(image_shape)
         widths = [base_channels * 2**i for i in reversed(range(stages))]  # e.g. [256, 128, 64]
         self.num_classes = num_classes
         cbn = bool(num_classes and conditional_bn)
+        concat = bool(num_classes and not cbn)
+        modulated_by = latent_dim * (2 if concat else 1) if self_modulation else 0
 
         def norm(channels):
-            return ConditionalBatchNorm2d(channels, num_classes) if cbn else nn.BatchNorm2d(channels)
+            if cbn or self_modulation:
+                return ConditionalBatchNorm2d(channels, num_classes if cbn else 1, modulated_by)
+            return nn.BatchNorm2d(channels)
 
-        concat = bool(num_classes and not cbn)
         self.project = nn.Sequential(
             nn.Linear(latent_dim * (2 if concat else 1), widths[0] * side * side, bias=False),
             nn.Unflatten(1, (widths[0], side, side)),
@@ -169,7 +201,8 @@ class DCGANGenerator(nn.Module):
         _labels_needed(labels, self.num_classes, len(z))
         if self.embed is not None:
             z = torch.cat([z, self.embed(labels).to(z.dtype)], dim=1)
-        return _forward(self.upsample, _forward(self.project, z, labels), labels)
+        cbn_labels = labels if self.embed is None else None  # a concatenating net's BatchNorms have one row
+        return _forward(self.upsample, _forward(self.project, z, cbn_labels, z), cbn_labels, z)
 
 
 class DCGANDiscriminator(nn.Module):
