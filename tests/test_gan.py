@@ -190,6 +190,38 @@ def test_conditional_batch_norm_scales_and_shifts_by_the_label():
     assert not torch.allclose(out[0], cbn(x, torch.tensor([1, 2, 0, 1, 2]))[0])
 
 
+def test_self_modulation_adds_an_mlp_of_z_to_each_batch_norm_and_lets_the_code_reach_every_layer():
+    torch.manual_seed(0)
+    cbn = ConditionalBatchNorm2d(4, num_classes=3, latent_dim=5).eval()
+    x, z, labels = torch.randn(2, 4, 3, 3), torch.randn(2, 5), torch.tensor([2, 0])
+    normed = torch.nn.functional.batch_norm(x, cbn.norm.running_mean, cbn.norm.running_var, training=False, eps=cbn.norm.eps)
+    first, second = cbn.modulation[0], cbn.modulation[2]
+    d_gamma, d_beta = (torch.relu(z @ first.weight.T + first.bias) @ second.weight.T + second.bias).chunk(2, dim=1)
+    expected = normed * (cbn.gamma(labels) + d_gamma)[:, :, None, None] + (cbn.beta(labels) + d_beta)[:, :, None, None]
+    assert torch.allclose(cbn(x, labels, z), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="needs the code z"):
+        cbn(x, labels)
+    with pytest.raises(ValueError, match="num_classes >= 1"):
+        ConditionalBatchNorm2d(4, num_classes=0)
+
+    # with the first layer's weights zeroed, z reaches G's image only through the self-modulated norms
+    z = torch.randn(4, 8)
+    for num_classes, conditional_bn in [(0, False), (10, True), (10, False)]:
+        labels = torch.zeros(4, dtype=torch.long) if num_classes else None
+        outputs = {}
+        for self_modulation in (False, True):
+            torch.manual_seed(0)
+            g = DCGANGenerator((1, 28, 28), 8, 8, num_classes, conditional_bn, self_modulation).eval()
+            with torch.no_grad():
+                g.project[0].weight.zero_()
+            outputs[self_modulation] = g(z, labels)
+        assert torch.allclose(outputs[False], outputs[False][:1].expand(4, -1, -1, -1)), (num_classes, conditional_bn)
+        assert (outputs[True] - outputs[True][:1]).abs().amax() > 1e-4, (num_classes, conditional_bn)
+    model = _gan(self_modulation=True, conditional=True, num_classes=10)
+    assert "self-modulated" in model.protocol()["sampler"]
+    assert torch.isfinite(model.sample(4)).all()
+
+
 def test_the_conditional_gan_pairs_conditional_batch_norm_with_a_spectrally_normalised_projection_discriminator():
     cgan = _gan(conditional=True, num_classes=10)
     assert cgan.spectral_norm and cgan.conditional_bn and cgan.generator.embed is None
