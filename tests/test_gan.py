@@ -443,6 +443,16 @@ def test_the_conditioning_transition_brings_the_label_in_linearly_over_its_epoch
         logits, class_logits, _ = d(model.generator(z, labels), labels, return_class_logits=True, projection_scale=strength)
         expected = F.softplus(-logits).mean() + strength * 0.7 * F.cross_entropy(class_logits, labels)
         assert torch.allclose(g_loss, expected, atol=1e-6)
+    # the held-out d_real / d_fake read D as training left it: lambda 0.5 at the end of epoch 1 of [1, 3]
+    logged = {}
+    model.log_dict = lambda values, **kw: logged.update(values)
+    model.trainer = None  # the bare step needs no trainer
+    torch.manual_seed(1)
+    model._held_out_step((x, labels[:4]), "val/", 2.0)
+    torch.manual_seed(1)
+    fake = model.generator(torch.randn(4, 8), labels[:4])
+    assert torch.allclose(logged["val/d_real"], torch.sigmoid(d(x, labels[:4], projection_scale=0.5)).mean(), atol=1e-6)
+    assert torch.allclose(logged["val/d_fake"], torch.sigmoid(d(fake, labels[:4], projection_scale=0.5)).mean(), atol=1e-6)
     # in training the strength follows the epoch: 4 batches of epoch 0 with a transition over [0, 1]
     ramp = _gan(conditional=True, num_classes=3, spectral_norm=False, conditioning_transition=[0, 1])
     seen = []

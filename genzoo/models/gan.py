@@ -1,5 +1,7 @@
 """Generative adversarial network (Goodfellow et al. 2014) with DCGAN nets (Radford et al. 2016)."""
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 
@@ -316,17 +318,20 @@ class GAN(GenerativeModel):
         to_output = torch.sigmoid if self.loss_name == "ns" else (lambda v: v)
         return {"d_real": to_output(real_logits).mean().detach(), "d_fake": to_output(fake_logits).mean().detach()}
 
-    def _held_out_step(self, batch, prefix: str):
+    def _held_out_step(self, batch, prefix: str, epochs_trained: float):
+        """Log D's mean output on held-out real images and as many samples, with the conditioning as strong as training left it."""
         real, labels = batch[0], self._labels(batch)
         fake = self._sampling_net()(self._noise(len(real)), labels)
-        outputs = self._d_outputs(self.discriminator(real, labels), self.discriminator(fake, labels))
+        scale = self.conditioning_strength(epochs_trained)
+        d = partial(self.discriminator, labels=labels, projection_scale=scale)
+        outputs = self._d_outputs(d(real), d(fake))
         self.log_dict({f"{prefix}{k}": v for k, v in outputs.items()}, batch_size=len(real), sync_dist=True)
 
     def validation_step(self, batch, batch_idx):
-        self._held_out_step(batch, "val/")
+        self._held_out_step(batch, "val/", self.current_epoch + 1)  # at the end of the epoch being trained
 
     def test_step(self, batch, batch_idx):
-        self._held_out_step(batch, "test_")
+        self._held_out_step(batch, "test_", self.current_epoch)  # after fit: the epochs it ran
 
     def _sampling_net(self):
         """G, or its EMA copy with BatchNorm statistics of its own (standing_statistics over EMA_STAT_BATCHES fixed draws)."""
