@@ -1,17 +1,32 @@
-"""How much precision, recall, density and coverage move between draws of one trained model.
+"""Precision, recall, density and coverage of one trained model over draws and over the prior's scale.
 
-    python benchmarks/recall_draws.py <run dir> [<run dir> ...] [--seeds 0 1 2] [--n 10000] [--out FILE.json]
+    python benchmarks/recall_draws.py <run dir> [<run dir> ...] [--seeds 0 1 2] [--psi 1] [--n 10000]
+        [--out FILE.json] [--plot FILE.png]
 
-For each finished run (checkpoints/last.ckpt) and each seed, draws --n samples (a
-conditional model: image i of class i mod K) from torch.Generator().manual_seed(seed),
-takes genzoo's domain-classifier features of them and of the first --n test images, and
-scores precision and recall (k = 3, Kynkaanniemi et al. 2019), density and coverage (k = 5,
-Naeem et al. 2020), recall per class (the share of each class's test images inside the
-samples' balls) and the median radius of the samples' balls (the distance of each sample
-to its third nearest sample, in feature units): a model with more outlying samples has
-larger balls and earns recall that coverage does not give it. These draws are not the
-run's own (its harness seeds with site_seed("evaluation", seed)). Prints markdown and
-writes JSON with the protocol (device, threads, load, versions, commit).
+For each finished run (checkpoints/last.ckpt), each seed and each psi, draws --n samples (a
+conditional model: image i of class i mod K) from torch.Generator().manual_seed(seed), takes
+genzoo's domain-classifier features of them and of the first --n test images, and scores
+classifier FID, precision and recall (k = 3, Kynkaanniemi et al. 2019), density and
+coverage (k = 5, Naeem et al. 2020), recall per class (the share of each class's test
+images inside the samples' balls), the median radius of the samples' balls (the distance
+of each sample to its third nearest sample, in feature units: a model with more outlying
+samples has larger balls and earns recall that coverage does not give it) and, for a
+conditional model, the classifier's accuracy on the asked classes. These draws are not the
+run's own (its harness seeds with site_seed("evaluation", seed)).
+
+Over draws (--seeds, psi 1): how much each score moves between draws of one model; the
+model's own sampler draws them.
+
+Over the prior's scale (--psi, a family with a prior latent code: GAN, VAE, AE, VQ-VAE,
+DDPM, score): each seed's codes z are drawn once (`prior_latents`) and psi * z decoded
+(`decode_latents`) for every psi, so the curve moves with psi alone. psi < 1 pulls every
+code towards the prior's mode, the truncation trick in its linear form (StyleGAN's psi,
+Karras et al. 2019, applied to z itself); psi > 1 pushes codes out. Kynkaanniemi et al.
+2019 (sec. 5) trace precision and recall over truncation: it buys precision with recall, so
+two models compare fairly on diversity only where their precision matches. --plot draws
+precision against recall, one line per run and seed, psi marked.
+
+Prints markdown and writes JSON with the protocol (device, threads, load, versions, commit).
 """
 
 import argparse
@@ -25,49 +40,101 @@ sys.path.insert(0, str(ROOT))  # this checkout's genzoo, not an installed one
 
 from genzoo import load_run, protocol  # noqa: E402
 from genzoo.artifacts import write_json  # noqa: E402
+from genzoo.metrics.frechet import feature_statistics, frechet_distance  # noqa: E402
 from genzoo.metrics.harness import build_extractor, extract, generate, real_features  # noqa: E402
 from genzoo.metrics.precision_recall import density_coverage, knn_radii, precision_recall, share_inside_balls  # noqa: E402
 from genzoo.paths import default_cache_dir  # noqa: E402
+
+
+def draws(model, n: int, seed: int, psis: list[float], batch_size: int, labels):
+    """(psi, images (n, C, H, W) in [-1, 1] on the CPU) for each psi: model.sample for [1.0] alone, else psi * one draw of z."""
+    if psis == [1.0]:
+        yield 1.0, generate(model.sample, n, batch_size, seed, labels)
+        return
+    z = model.prior_latents(n, torch.Generator().manual_seed(seed))
+    for psi in psis:
+        with torch.inference_mode():
+            yield psi, torch.cat([model.decode_latents(psi * z[a : a + batch_size], None if labels is None else labels[a : a + batch_size]).cpu()
+                                  for a in range(0, n, batch_size)])
+
+
+def scores(real, real_stats, classes, num_classes: int, images, labels, extractor, batch_size: int) -> dict:
+    """The scores of one draw, from the classifier's features of `images` against the real features."""
+    fake, logits = extract(extractor, lambda a, b: images[a:b], len(images), batch_size)
+    precision, recall = precision_recall(real, fake)
+    density, coverage = density_coverage(real, fake)
+    radii = knn_radii(fake, 3)
+    return {"fid_classifier": frechet_distance(*real_stats, *feature_statistics(fake)), "precision": precision, "recall": recall,
+            "density": density, "coverage": coverage, "median_ball": radii.median().item(),
+            "recall_per_class": [share_inside_balls(real[classes == c], fake, radii) for c in range(num_classes)],
+            "control_accuracy": None if labels is None else (logits.argmax(1) == labels).float().mean().item()}
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for name, rows in result["runs"].items():
+        for seed in sorted({r["seed"] for r in rows}):
+            points = [r for r in rows if r["seed"] == seed]
+            ax.plot([p["recall"] for p in points], [p["precision"] for p in points], marker="o", label=f"{Path(name).name}, seed {seed}")
+            for p in points:
+                ax.annotate(f"{p['psi']:g}", (p["recall"], p["precision"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xlabel("recall (k = 3)")
+    ax.set_ylabel("precision (k = 3)")
+    ax.set_title(f"over the prior's scale psi, n = {result['protocol']['n']}")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--psi", type=float, nargs="+", default=[1.0], help="scales of the prior's codes (e.g. 0.8 1 1.2)")
     parser.add_argument("--n", type=int, default=10000)
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--plot", type=Path)
     args = parser.parse_args()
+    if any(psi <= 0 for psi in args.psi):
+        parser.error(f"--psi takes scales above 0, got {args.psi}")
 
-    result = {"protocol": {**protocol.measurement(torch.device("cpu")), "n": args.n, "seeds": args.seeds,
+    result = {"protocol": {**protocol.measurement(torch.device("cpu")), "n": args.n, "seeds": args.seeds, "psi": args.psi,
+                           "codes": "the model's sampler" if args.psi == [1.0] else "psi * z, z drawn once per seed",
                            "extractor": "genzoo domain classifier (penultimate features)", "precision_recall_k": 3, "density_coverage_k": 5},
               "runs": {}}
     hw = result["protocol"]
     print(f"{hw['device']} ({hw['torch_threads']} threads), load {hw['load_1min_before']:.2f}; genzoo {protocol.git_commit()}\n")
-    print("| run | seed | precision | recall | density | coverage | median sample ball | recall per class |\n|---|---|---|---|---|---|---|---|")
+    print("| run | seed | psi | classifier FID | precision | recall | density | coverage | median sample ball | class accuracy | recall per class |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|")
     for path in args.runs:
         trained = load_run(path)
         model, data = trained.model.eval(), trained.data
         extractor = build_extractor("classifier", data, default_cache_dir(), model.device)
         n = min(args.n, len(data.test_images))
         real = real_features(extractor, data.test_images[:n], data.name, "test", default_cache_dir(), args.batch_size)
-        classes = torch.as_tensor(data.test_labels[:n])
+        real_stats, classes = feature_statistics(real), torch.as_tensor(data.test_labels[:n])
         labels = torch.arange(n) % data.num_classes if model.conditional else None
         rows = []
         for seed in args.seeds:
-            fake_images = generate(model.sample, n, args.batch_size, seed, labels)
-            fake, _ = extract(extractor, lambda a, b: fake_images[a:b], n, args.batch_size)
-            precision, recall = precision_recall(real, fake)
-            density, coverage = density_coverage(real, fake)
-            radii = knn_radii(fake, 3)
-            per_class = [share_inside_balls(real[classes == c], fake, radii) for c in range(data.num_classes)]
-            rows.append({"seed": seed, "precision": precision, "recall": recall, "density": density, "coverage": coverage,
-                         "median_ball": radii.median().item(), "recall_per_class": per_class})
-            print(f"| {path.name} | {seed} | {precision:.3f} | {recall:.3f} | {density:.3f} | {coverage:.3f} | {radii.median().item():.2f} | "
-                  + " ".join(f"{v:.2f}" for v in per_class) + " |", flush=True)
+            for psi, images in draws(model, n, seed, args.psi, args.batch_size, labels):
+                row = {"seed": seed, "psi": psi, **scores(real, real_stats, classes, data.num_classes, images, labels, extractor, args.batch_size)}
+                rows.append(row)
+                accuracy = "-" if row["control_accuracy"] is None else f"{row['control_accuracy']:.3f}"
+                print(f"| {path.name} | {seed} | {psi:g} | {row['fid_classifier']:.1f} | {row['precision']:.3f} | {row['recall']:.3f} | "
+                      f"{row['density']:.3f} | {row['coverage']:.3f} | {row['median_ball']:.2f} | {accuracy} | "
+                      + " ".join(f"{v:.2f}" for v in row["recall_per_class"]) + " |", flush=True)
         result["runs"][str(path)] = rows
     if args.out:
         write_json(args.out, result)
+    if args.plot:
+        plot(result, args.plot)
     return 0
 
 
