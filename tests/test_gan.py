@@ -256,16 +256,18 @@ def _composed(*overrides):
 def test_the_conditional_default_is_the_measured_form_and_the_unconditional_gan_is_dcgan():
     """model.conditional=true composes the form that met the FID and class-accuracy targets
     (docs/results/editing-fast): BatchNorm projection D with an auxiliary classifier (w = 1) and
-    minibatch std in groups of 4, conditional BatchNorm G; the unconditional GAN gets none of it."""
+    minibatch std in groups of 4, self-modulated conditional BatchNorm G; the unconditional GAN gets none of it."""
     cgan, saved = _composed("model.conditional=true")
-    assert (saved.spectral_norm, saved.class_loss_weight, saved.minibatch_std_group) == (False, 1.0, 4)  # recorded resolved
+    assert (saved.spectral_norm, saved.class_loss_weight, saved.minibatch_std_group, saved.self_modulation) == (False, 1.0, 4, True)
     d = cgan.discriminator
-    assert not cgan.spectral_norm and cgan.conditional_bn and cgan.class_loss_weight == 1.0
+    assert not cgan.spectral_norm and cgan.conditional_bn and cgan.class_loss_weight == 1.0 and cgan.self_modulation
+    assert all(m.modulation is not None for m in cgan.generator.modules() if isinstance(m, ConditionalBatchNorm2d))
     assert d.classifier is not None and d.embed is not None and d.minibatch_std.group_size == 4
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in d.modules())
     gan, saved = _composed()
-    assert (saved.spectral_norm, saved.class_loss_weight, saved.minibatch_std_group) == (False, None, None)
+    assert (saved.spectral_norm, saved.class_loss_weight, saved.minibatch_std_group, saved.self_modulation) == (False, None, None, None)
     assert gan.discriminator.classifier is None and gan.discriminator.minibatch_std is None and not gan.spectral_norm
+    assert not gan.self_modulation and not any(isinstance(m, ConditionalBatchNorm2d) for m in gan.generator.modules())
     paper, _ = _composed("model.conditional=true", "model.spectral_norm=null", "model.class_loss_weight=null", "model.minibatch_std_group=null")
     assert paper.spectral_norm and paper.discriminator.classifier is None and paper.discriminator.minibatch_std is None
 

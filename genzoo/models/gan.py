@@ -106,7 +106,7 @@ class GAN(GenerativeModel):
             per-class table plus that z-dependent part, as BigGAN feeds z to every block,
             Brock et al. 2019). In the DCGAN G the code enters only the first layer; here it
             reaches every layer, which gives the code more say in what a class's image looks
-            like. Conditional or not.
+            like. Conditional or not; None is off.
         conditioning_transition: None (off) or [start, end], epochs of training (0 <= start
             <= end; fractions count batches): the transition from unconditional to conditional
             training of Shahbazi et al. 2022 ("Collapse by conditioning"), against the
@@ -156,7 +156,7 @@ class GAN(GenerativeModel):
         projection: bool = True,
         minibatch_std_by_label: bool = False,
         conditioning_transition: list[float] | None = None,
-        self_modulation: bool = False,
+        self_modulation: bool | None = False,
     ):
         super().__init__(image_shape, optimizer)
         if loss not in GAN_LOSSES:
