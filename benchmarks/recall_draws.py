@@ -17,14 +17,17 @@ run's own (its harness seeds with site_seed("evaluation", seed)).
 Over draws (--seeds, psi 1): how much each score moves between draws of one model; the
 model's own sampler draws them.
 
-Over the prior's scale (--psi, a family with a prior latent code: GAN, VAE, AE, VQ-VAE,
-DDPM, score): each seed's codes z are drawn once (`prior_latents`) and psi * z decoded
-(`decode_latents`) for every psi, so the curve moves with psi alone. psi < 1 pulls every
-code towards the prior's mode, the truncation trick in its linear form (StyleGAN's psi,
+Over the prior's scale (--psi, a family whose prior code is standard normal: GAN, VAE,
+and the DDPM's and score model's x_T): each seed's codes z (`prior_latents`) are the same
+for every psi, and psi * z is decoded (`decode_latents`), so the curve moves with psi alone.
+psi < 1 pulls every code towards the prior's mode at 0, the truncation trick in its linear
+form (StyleGAN's psi,
 Karras et al. 2019, applied to z itself); psi > 1 pushes codes out. Kynkaanniemi et al.
 2019 (sec. 5) trace precision and recall over truncation: it buys precision with recall, so
 two models compare fairly on diversity only where their precision matches. --plot draws
-precision against recall, one line per run and seed, psi marked.
+precision against recall, one line per run and seed, psi marked. The AE's prior (a fitted
+Gaussian, mode at its mean) and the VQ-VAE's (codebook vectors) are not centred at 0, so
+psi * z is not truncation for them.
 
 Prints markdown and writes JSON with the protocol (device, threads, load, versions, commit).
 """
@@ -47,15 +50,18 @@ from genzoo.paths import default_cache_dir  # noqa: E402
 
 
 def draws(model, n: int, seed: int, psis: list[float], batch_size: int, labels):
-    """(psi, images (n, C, H, W) in [-1, 1] on the CPU) for each psi: model.sample for [1.0] alone, else psi * one draw of z."""
+    """(psi, images (n, C, H, W) in [-1, 1] on the CPU) for each psi: model.sample for [1.0] alone, else psi * z decoded.
+
+    Every psi reseeds the generator, so each decodes the same codes z, scaled.
+    """
     if psis == [1.0]:
         yield 1.0, generate(model.sample, n, batch_size, seed, labels)
         return
-    z = model.prior_latents(n, torch.Generator().manual_seed(seed))
     for psi in psis:
-        with torch.inference_mode():
-            yield psi, torch.cat([model.decode_latents(psi * z[a : a + batch_size], None if labels is None else labels[a : a + batch_size]).cpu()
-                                  for a in range(0, n, batch_size)])
+        def scaled(k, generator, psi=psi, **label):
+            return model.decode_latents(psi * model.prior_latents(k, generator), **label)
+
+        yield psi, generate(scaled, n, batch_size, seed, labels)
 
 
 def scores(real, real_stats, classes, num_classes: int, images, labels, extractor, batch_size: int) -> dict:
