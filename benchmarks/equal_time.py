@@ -54,6 +54,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from omegaconf import OmegaConf  # noqa: E402
+
 from genzoo.families import names  # noqa: E402
 from genzoo.training.record import RunRecord  # noqa: E402
 
@@ -91,7 +93,7 @@ def main(argv=None) -> int:
     if args.extend:
         plan += [(f, args.extend_seed, args.extend) for f in families]
     out = Path(args.out)
-    mixed = _batch_mismatch(_records(out / "runs"), families, [f"data={args.data}", f"hardware={args.hardware}", *args.extra])
+    mixed = _recipe_mismatch(out / "runs", families, [f"data={args.data}", f"hardware={args.hardware}", *args.extra])
     if mixed:
         parser.error(mixed)
     failed = 0
@@ -153,24 +155,67 @@ def _records(runs: Path) -> list[RunRecord]:
     return found
 
 
-def _batch_mismatch(records: list[RunRecord], families: list[str], overrides: list[str]) -> str | None:
-    """Why a family's new runs would train at another batch size than its records in the table, or None.
+def _recipe_mismatch(runs: Path, families: list[str], overrides: list[str]) -> str | None:
+    """Why a family's new runs would train another recipe than its records in `runs` (<name>/metrics.json and config.yaml), or None.
 
-    A family's seeds are averaged in one row, so they must share a recipe; a default changed
-    since the records were made (the GAN's batch, 128 until 2026-12-07, then 64) is the
-    case this catches before any run starts.
+    A family's seeds are averaged in one row, so they must share a recipe: the batch size
+    (the records' protocol) and the model's constructor arguments with their nulls
+    resolved (genzoo.models.build.model_recipe, from each record's config.yaml). A default
+    changed since the records were made (the GAN's batch, 128 until 2026-12-07, then 64) is
+    the case this catches before any run starts; the message gives the --extra overrides
+    that continue the table with the records' recipe.
     """
     from genzoo.config import load_config
+    from genzoo.models.build import model_recipe
 
+    records = [(path.parent, RunRecord.read(path)) for path in sorted(runs.glob("*/metrics.json")) if _completed(path)]
     for family in families:
-        recorded = {r.protocol.get("batch_size") for r in records if r.model == family} - {None}
-        if not recorded:
+        mine = [(folder, r) for folder, r in records if r.model == family]
+        if not mine:
             continue
-        batch = load_config([f"model={family}", *overrides]).data.batch_size
-        if recorded != {batch}:
-            return (f"{family}'s records here trained at batch {', '.join(map(str, sorted(recorded)))} but its runs now would at {batch}: "
-                    f"pass --extra data.batch_size={min(recorded)} to continue this table (or --families without {family}), or start a new --out")
+        cfg = load_config([f"model={family}", *overrides])
+        recorded = {r.protocol.get("batch_size") for _, r in mine} - {None}
+        if recorded and recorded != {cfg.data.batch_size}:
+            return (f"{family}'s records here trained at batch {', '.join(map(str, sorted(recorded)))} but its runs now would at "
+                    f"{cfg.data.batch_size}: pass --extra data.batch_size={min(recorded)} to continue this table "
+                    f"(or --families without {family}), or start a new --out")
+        now = _dotted(model_recipe(cfg.model), "model")
+        for folder, _ in mine:
+            if not (folder / "config.yaml").is_file():
+                continue
+            then = _dotted(model_recipe(OmegaConf.load(folder / "config.yaml").model), "model")
+            differ = sorted(k for k in then.keys() | now.keys() if then.get(k, _ABSENT) != now.get(k, _ABSENT))
+            if differ:
+                was = " ".join(f"{k}={_override(then.get(k, _ABSENT))}" for k in differ)
+                would = " ".join(f"{k}={_override(now.get(k, _ABSENT))}" for k in differ)
+                return (f"{family}'s records here ({folder.name}) trained with {was} but its runs now would with {would}: "
+                        f"pass --extra {was} to continue this table (or --families without {family}), or start a new --out")
     return None
+
+
+_ABSENT = "<not an option>"
+
+
+def _dotted(values: dict, prefix: str) -> dict:
+    """{"a": {"b": 1}} as {"<prefix>.a.b": 1}: one entry per override key."""
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            flat.update(_dotted(value, f"{prefix}.{key}"))
+        else:
+            flat[f"{prefix}.{key}"] = value
+    return flat
+
+
+def _override(value) -> str:
+    """`value` as a Hydra command-line value: null, true/false, [a,b]."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_override(v) for v in value) + "]"
+    return str(value)
 
 
 def _probe(record: RunRecord) -> float | None:

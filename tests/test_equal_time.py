@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from genzoo import families, load_config
 from genzoo.artifacts import save_grid
@@ -353,6 +354,28 @@ def test_once_the_gan_has_records_its_training_step_decides_not_the_probe(tmp_pa
     assert sweep._slow_now(records, 1.25, [], "cpu") is None
 
 
+def test_the_sweep_keeps_a_familys_seeds_at_one_model_recipe_read_with_its_defaults_resolved(tmp_path):
+    """A record made before an option existed, or with a null that means today's value, is the same recipe; a changed default is not."""
+    sweep, runs = _sweep_module(), tmp_path / "runs"
+    record = _record(runs, "gan", 0, 10, fid=60.0)
+    old = OmegaConf.load(record / "config.yaml")
+    del old.model["self_modulation"], old.model["minibatch_std_group"]  # options added after the record was made
+    old.model.spectral_norm = None  # the old yaml's spelling of "on when conditional": off here
+    OmegaConf.save(old, record / "config.yaml")
+    where = ["data=fashion_mnist", "hardware=cpu", "data.batch_size=128"]  # _record's protocol says batch 128
+    payload = json.loads((record / "metrics.json").read_text())
+    payload["protocol"]["batch_size"] = 128
+    (record / "metrics.json").write_text(json.dumps(payload))
+    assert sweep._recipe_mismatch(runs, ["gan"], where) is None
+    assert sweep._recipe_mismatch(runs, ["gan"], [*where, "model.self_modulation=true", "model.optimizer.lr=1e-4"]) == (
+        "gan's records here (gan-seed0-10min) trained with model.optimizer.lr=0.0002 model.self_modulation=false but its runs now "
+        "would with model.optimizer.lr=0.0001 model.self_modulation=true: pass --extra model.optimizer.lr=0.0002 "
+        "model.self_modulation=false to continue this table (or --families without gan), or start a new --out")
+    assert sweep._recipe_mismatch(runs, ["gan"], [*where, "model.n_critic=1"]) is None  # the ns loss's null is 1
+    assert sweep._recipe_mismatch(runs, ["gan"], [*where, "model.n_critic=2"]).startswith(
+        "gan's records here (gan-seed0-10min) trained with model.n_critic=1 but its runs now would with model.n_critic=2")
+
+
 def test_the_sweep_keeps_a_familys_seeds_at_one_batch_size_and_times_the_gan_at_its_records_batch(tmp_path, monkeypatch):
     """A table whose GAN records trained at batch 128 is not continued at the GAN's own default (64) without a word."""
     import genzoo.metrics.training_speed as training_speed
@@ -364,11 +387,11 @@ def test_the_sweep_keeps_a_familys_seeds_at_one_batch_size_and_times_the_gan_at_
         payload["protocol"]["batch_size"], payload["timing"]["train_images_per_second"] = 128, 1300.0
         (record / "metrics.json").write_text(json.dumps(payload))
     records, where = sweep._records(runs), ["data=fashion_mnist", "hardware=cpu"]
-    assert sweep._batch_mismatch(records, ["vae", "gan"], where) == (
+    assert sweep._recipe_mismatch(runs, ["vae", "gan"], where) == (
         "gan's records here trained at batch 128 but its runs now would at 64: pass --extra data.batch_size=128 to continue "
         "this table (or --families without gan), or start a new --out")
-    assert sweep._batch_mismatch(records, ["vae", "gan"], [*where, "data.batch_size=128"]) is None
-    assert sweep._batch_mismatch(records, ["vae", "ddpm"], where) is None  # ddpm has no records here
+    assert sweep._recipe_mismatch(runs, ["vae", "gan"], [*where, "data.batch_size=128"]) is None
+    assert sweep._recipe_mismatch(runs, ["vae", "ddpm"], where) is None  # ddpm has no records here
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "equal_time.py"), "--out", str(tmp_path), "--runs", str(tmp_path / "r"),
                            "--families", "gan", "--seeds", "2", "--extend", "0", "--dry-run"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "gan's records here trained at batch 128 but its runs now would at 64" in done.stderr
@@ -450,7 +473,7 @@ def _record(root: Path, family: str, seed: int, minutes: float, fid: float, kid:
             run_id=None, batches=None):
     d = root / f"{family}-seed{seed}-{minutes:g}min"
     d.mkdir(parents=True)
-    (d / "config.yaml").write_text(f"model:\n  _target_: {families.get(family).target}\n")
+    (d / "config.yaml").write_text(OmegaConf.to_yaml(load_config([f"model={family}"]), resolve=True))  # as the runner writes it
     save_grid(torch.rand(8, 1, 28, 28) * 2 - 1, d / "samples.png")
     moments = [m for m in (1, 2, 5, 10, 20, 30) if m <= minutes]
     points = [{"batches": 100 * m, "epoch": 0, "train_seconds": 60.0 * m + 0.5, "train_images": 12800 * m, "train_flops": 1e12 * m,

@@ -38,6 +38,19 @@ class GenerativeModel(L.LightningModule):
         self.optimizer = optimizer
 
     @classmethod
+    def resolved_args(cls, args: dict) -> dict:
+        """The constructor arguments `args` ({name: value}) with each null the family decides spelled out (override).
+
+        Two configs whose resolved arguments are equal build the same model and train it the
+        same way: genzoo.models.build.model_recipe compares runs by them (an old record's
+        `spectral_norm: null` and today's `false` on an unconditional GAN are one recipe).
+        A family whose constructor turns None into a value (a default that depends on
+        another argument) overrides this and uses it in its constructor, so the two cannot
+        drift apart. Default: `args` unchanged (a copy).
+        """
+        return dict(args)
+
+    @classmethod
     def prepare_run(cls, cfg, run_dir) -> dict | None:
         """Before the runner builds the model: make what the constructor needs from other runs (override).
 

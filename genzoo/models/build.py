@@ -50,6 +50,37 @@ def build_model(model_cfg: DictConfig, image_shape, num_classes: int | None = No
         raise
 
 
+def model_recipe(model_cfg) -> dict:
+    """What a model config trains, as {constructor argument: value}, to tell two runs' recipes apart.
+
+    model_cfg: a `model` config (DictConfig or dict, interpolations resolved here). The
+    family's constructor defaults, then the config's values, then its nulls spelled out
+    (`GenerativeModel.resolved_args`). So a run's config.yaml from before an option existed
+    compares by that option's default, which is how `load_run` builds it, and a null that
+    means a value equals that value. Left out: the `family:` traits, arguments the data
+    supplies (image_shape, num_classes), and the paths to other runs (schema type
+    run_dir_or_null: a first stage is where the run found it, not how it trained). The
+    optimiser is kept as its config ({_target_, lr, ...}).
+
+    Raises ConfigError when `_target_` names no importable class.
+    """
+    import inspect
+
+    from hydra.utils import get_class
+
+    values = model_cfg if isinstance(model_cfg, dict) else OmegaConf.to_container(model_cfg, resolve=True)
+    try:
+        cls = get_class(values["_target_"])
+    except Exception as err:  # noqa: BLE001 - hydra wraps import errors in several classes
+        raise ConfigError(f"model._target_ {values.get('_target_')!r} names no class genzoo can import: {err}") from err
+    paths = {k for k, kind in (values.get(TRAITS_KEY) or {}).get("schema", {}).items() if kind == "run_dir_or_null"}
+    skip = {"self", "image_shape", "num_classes", "_target_", TRAITS_KEY, *paths}
+    args = {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
+            if p.default is not inspect.Parameter.empty and name not in skip}
+    args.update({k: v for k, v in values.items() if k not in skip})
+    return cls.resolved_args(args)
+
+
 def locate(target: Path) -> tuple[Path, Path]:
     """(run dir, checkpoint) from a run directory or a checkpoint file inside one.
 

@@ -161,7 +161,9 @@ class GAN(GenerativeModel):
         super().__init__(image_shape, optimizer)
         if loss not in GAN_LOSSES:
             raise ValueError(f"unknown GAN loss '{loss}': choose one of {', '.join(GAN_LOSSES)}")
-        n_critic = DEFAULT_N_CRITIC[loss] if n_critic is None else n_critic
+        resolved = self.resolved_args({"loss": loss, "n_critic": n_critic, "betas": betas, "conditional": conditional,
+                                       "spectral_norm": spectral_norm, "conditional_bn": conditional_bn, "self_modulation": self_modulation})
+        n_critic = resolved["n_critic"]
         if latent_dim < 1 or n_critic < 1:
             raise ValueError(f"latent_dim and n_critic must be positive, got {latent_dim} and {n_critic}")
         if gp_weight < 0:
@@ -187,12 +189,10 @@ class GAN(GenerativeModel):
         self.save_hyperparameters(ignore=["optimizer"], logger=False)  # the optimiser is in config.yaml
         self.automatic_optimization = False
         self.latent_dim, self.loss_name, self.n_critic, self.gp_weight = latent_dim, loss, n_critic, gp_weight
-        self.betas = tuple(DEFAULT_BETAS[loss] if betas is None else betas)
+        self.betas = tuple(resolved["betas"])
         self.d_lr, self.class_loss_weight, self.mode_seeking_weight = d_lr, class_loss_weight, mode_seeking_weight
         self._set_conditional(conditional, num_classes)
-        self.spectral_norm = self.conditional if spectral_norm is None else bool(spectral_norm)
-        self.conditional_bn = self.conditional and (conditional_bn is None or bool(conditional_bn))
-        self.self_modulation = bool(self_modulation)
+        self.spectral_norm, self.conditional_bn, self.self_modulation = (resolved[k] for k in ("spectral_norm", "conditional_bn", "self_modulation"))
         self.generator = DCGANGenerator(image_shape, latent_dim, base_channels, self.num_classes, self.conditional_bn, self.self_modulation)
         norm = "none" if self.spectral_norm else "layer" if loss == "wgan-gp" else "batch"
         self.discriminator = DCGANDiscriminator(image_shape, base_channels, norm, self.num_classes, self.spectral_norm,
@@ -201,6 +201,22 @@ class GAN(GenerativeModel):
                                                 minibatch_std_by_label=minibatch_std_by_label)
         self.ema = None if ema_decay is None else ema_copy(self.generator, ema_decay)
         self._ema_statistics_stale = True  # the EMA copy's BatchNorm statistics are re-estimated before it next samples
+
+    @classmethod
+    def resolved_args(cls, args: dict) -> dict:
+        """`args` with the GAN's nulls spelled out: n_critic and betas by the loss (DEFAULT_N_CRITIC,
+        DEFAULT_BETAS; betas as a list), spectral_norm (None: on when conditional), conditional_bn
+        (None: on when conditional; always off unconditional), self_modulation (None: off).
+        Missing keys take the constructor's defaults first (ns loss, unconditional)."""
+        out = dict(args)
+        loss, conditional = out.get("loss", "ns"), bool(out.get("conditional", False))
+        if loss in DEFAULT_N_CRITIC:  # an unknown loss is the constructor's error to raise
+            out["n_critic"] = DEFAULT_N_CRITIC[loss] if out.get("n_critic") is None else out["n_critic"]
+            out["betas"] = list(DEFAULT_BETAS[loss] if out.get("betas") is None else out["betas"])
+        out["spectral_norm"] = conditional if out.get("spectral_norm") is None else bool(out["spectral_norm"])
+        out["conditional_bn"] = conditional and (out.get("conditional_bn") is None or bool(out["conditional_bn"]))
+        out["self_modulation"] = bool(out.get("self_modulation"))
+        return out
 
     def configure_optimizers(self):
         return (
