@@ -156,41 +156,54 @@ def _records(runs: Path) -> list[RunRecord]:
 
 
 def _recipe_mismatch(runs: Path, families: list[str], overrides: list[str]) -> str | None:
-    """Why a family's new runs would train another recipe than its records in `runs` (<name>/metrics.json and config.yaml), or None.
+    """Why a family's new runs would train another recipe than its records in `runs`, or None (see _records_recipe).
 
-    A family's seeds are averaged in one row, so they must share a recipe: the batch size
-    (the records' protocol) and the model's constructor arguments with their nulls
-    resolved (genzoo.models.build.model_recipe, from each record's config.yaml). A default
+    A family's seeds are averaged in one row, so they must share a recipe. A default
     changed since the records were made (the GAN's batch, 128 until 2026-12-07, then 64) is
     the case this catches before any run starts; the message gives the --extra overrides
     that continue the table with the records' recipe.
     """
+    for family in families:
+        then, now, where = _records_recipe(runs, family, overrides)
+        differ = sorted(k for k in then.keys() | now.keys() if then.get(k, _ABSENT) != now.get(k, _ABSENT))
+        if not differ:
+            continue
+        if differ == ["data.batch_size"]:
+            return (f"{family}'s records here trained at batch {then['data.batch_size']} but its runs now would at "
+                    f"{now['data.batch_size']}: pass --extra data.batch_size={then['data.batch_size']} to continue this table "
+                    f"(or --families without {family}), or start a new --out")
+        was = " ".join(f"{k}={_override(then.get(k, _ABSENT))}" for k in differ)
+        would = " ".join(f"{k}={_override(now.get(k, _ABSENT))}" for k in differ)
+        return (f"{family}'s records here ({where}) trained with {was} but its runs now would with {would}: "
+                f"pass --extra {was} to continue this table (or --families without {family}), or start a new --out")
+    return None
+
+
+def _records_recipe(runs: Path, family: str, overrides: list[str]) -> tuple[dict, dict, str]:
+    """(the recipe of `family`'s records in `runs`, the recipe its runs would train now with `overrides`, the record read).
+
+    A recipe is {"data.batch_size": n, "model.<argument>": value, ...}: the batch from the
+    records' protocol (the smallest, where they differ), the model's constructor arguments
+    with their nulls resolved (genzoo.models.build.model_recipe) from the first record's
+    config.yaml that differs from now, else the first one's. Both empty where the family has no record.
+    """
     from genzoo.config import load_config
     from genzoo.models.build import model_recipe
 
-    records = [(path.parent, RunRecord.read(path)) for path in sorted(runs.glob("*/metrics.json")) if _completed(path)]
-    for family in families:
-        mine = [(folder, r) for folder, r in records if r.model == family]
-        if not mine:
-            continue
-        cfg = load_config([f"model={family}", *overrides])
-        recorded = {r.protocol.get("batch_size") for _, r in mine} - {None}
-        if recorded and recorded != {cfg.data.batch_size}:
-            return (f"{family}'s records here trained at batch {', '.join(map(str, sorted(recorded)))} but its runs now would at "
-                    f"{cfg.data.batch_size}: pass --extra data.batch_size={min(recorded)} to continue this table "
-                    f"(or --families without {family}), or start a new --out")
-        now = _dotted(model_recipe(cfg.model), "model")
-        for folder, _ in mine:
-            if not (folder / "config.yaml").is_file():
-                continue
-            then = _dotted(model_recipe(OmegaConf.load(folder / "config.yaml").model), "model")
-            differ = sorted(k for k in then.keys() | now.keys() if then.get(k, _ABSENT) != now.get(k, _ABSENT))
-            if differ:
-                was = " ".join(f"{k}={_override(then.get(k, _ABSENT))}" for k in differ)
-                would = " ".join(f"{k}={_override(now.get(k, _ABSENT))}" for k in differ)
-                return (f"{family}'s records here ({folder.name}) trained with {was} but its runs now would with {would}: "
-                        f"pass --extra {was} to continue this table (or --families without {family}), or start a new --out")
-    return None
+    mine = [(path.parent, RunRecord.read(path)) for path in sorted(runs.glob("*/metrics.json"))
+            if _completed(path) and RunRecord.read(path).model == family]
+    if not mine:
+        return {}, {}, ""
+    cfg = load_config([f"model={family}", *overrides])
+    now = {"data.batch_size": cfg.data.batch_size, **_dotted(model_recipe(cfg.model), "model")}
+    batches = sorted({r.protocol.get("batch_size") for _, r in mine} - {None})
+    batch = {"data.batch_size": batches[0] if batches else now["data.batch_size"]}
+    recipes = [(folder.name, {**batch, **_dotted(model_recipe(OmegaConf.load(folder / "config.yaml").model), "model")})
+               for folder, _ in mine if (folder / "config.yaml").is_file()]
+    if not recipes:  # no config.yaml kept: only the batch is known
+        return {**now, **batch}, now, mine[0][0].name
+    where, then = next(((name, r) for name, r in recipes if r != now), recipes[0])
+    return then, now, where
 
 
 _ABSENT = "<not an option>"
@@ -257,11 +270,12 @@ def _median_probe(records: list[RunRecord]) -> float | None:
 STEP_FAMILY = "gan"  # the family whose training step the sweep times before each run (about 10 s on a 2-core CPU)
 
 
-def _slow_now(records: list[RunRecord], tolerance: float, overrides: list[str], device: str) -> str | None:
-    """Why the machine is more than `tolerance` times slower than the one `records` came from right now, or None.
+def _slow_now(runs: Path, tolerance: float, overrides: list[str], device: str) -> str | None:
+    """Why the machine is more than `tolerance` times slower than the one the records in `runs` came from right now, or None.
 
     Where STEP_FAMILY has records, its training images/s over 20 steps, composed with
-    `overrides` (data, hardware) at the batch size those records trained at, against their
+    `overrides` (data, hardware) and trained to those records' recipe (_records_recipe: their batch
+    size and model arguments, where today's defaults differ), against their
     median train_images_per_second decides; otherwise the convolution probe against the records' median probe. The step
     sees what the probe does not, both ways: one host read 70-144 GFLOP/s on the probe, as
     fast as the table's machine, and trained at half its speed; the same host's probe moved
@@ -271,12 +285,13 @@ def _slow_now(records: list[RunRecord], tolerance: float, overrides: list[str], 
     from genzoo.metrics.machine_speed import conv_gflops
     from genzoo.metrics.training_speed import training_images_per_second
 
+    records = _records(runs)
     step_records = [r for r in records if r.model == STEP_FAMILY and r.timing.get("train_images_per_second")]
     if step_records:
         median = statistics.median(r.timing["train_images_per_second"] for r in step_records)
-        batch = statistics.mode(r.protocol.get("batch_size") for r in step_records)  # timed as its records trained
-        now = training_images_per_second([f"model={STEP_FAMILY}", *overrides, *([f"data.batch_size={batch}"] if batch else [])],
-                                         device=device)
+        then, now, _ = _records_recipe(runs, STEP_FAMILY, overrides)  # timed as its records trained
+        recipe = [f"{k}={_override(v)}" for k, v in then.items() if k in now and now[k] != v]
+        now = training_images_per_second([f"model={STEP_FAMILY}", *overrides, *recipe], device=device)
         if now * tolerance < median:
             return (f"the machine trains the {STEP_FAMILY} at {now:.0f} images/s, below {median / tolerance:.0f} "
                     f"(its records' median {median:.0f} / {tolerance:g})")
@@ -295,10 +310,9 @@ def _wait_for_speed(runs: Path, tolerance: float, wait_minutes: float, overrides
     Returns why it stopped waiting (still slow after `wait_minutes`), or None (at speed, or no
     record to compare with).
     """
-    records = _records(runs)
     deadline = time.time() + 60 * wait_minutes
     while True:
-        slow = _slow_now(records, tolerance, overrides, device)
+        slow = _slow_now(runs, tolerance, overrides, device)
         if slow is None:
             return None
         if time.time() >= deadline:

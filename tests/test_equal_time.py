@@ -346,12 +346,11 @@ def test_once_the_gan_has_records_its_training_step_decides_not_the_probe(tmp_pa
     monkeypatch.setattr(machine_speed, "conv_gflops", lambda device, seconds: {"conv_gflops": 60.0})  # noisy: not consulted
     asked = []
     monkeypatch.setattr(training_speed, "training_images_per_second", lambda overrides, device: asked.append((overrides, device)) or 660.0)
-    records = sweep._records(runs)
-    assert sweep._slow_now(records, 1.25, ["data=fashion_mnist", "hardware=cpu"], "cpu") == (
+    assert sweep._slow_now(runs, 1.25, ["data=fashion_mnist", "hardware=cpu"], "cpu") == (
         "the machine trains the gan at 660 images/s, below 1083 (its records' median 1354 / 1.25)")
     assert asked == [(["model=gan", "data=fashion_mnist", "hardware=cpu"], "cpu")]
     monkeypatch.setattr(training_speed, "training_images_per_second", lambda overrides, device: 1200.0)
-    assert sweep._slow_now(records, 1.25, [], "cpu") is None
+    assert sweep._slow_now(runs, 1.25, [], "cpu") is None
 
 
 def test_the_sweep_keeps_a_familys_seeds_at_one_model_recipe_read_with_its_defaults_resolved(tmp_path):
@@ -376,6 +375,21 @@ def test_the_sweep_keeps_a_familys_seeds_at_one_model_recipe_read_with_its_defau
         "gan's records here (gan-seed0-10min) trained with model.n_critic=1 but its runs now would with model.n_critic=2")
 
 
+def test_the_speed_step_trains_the_gan_to_its_records_recipe_where_todays_defaults_differ(tmp_path, monkeypatch):
+    import genzoo.metrics.training_speed as training_speed
+
+    sweep, runs = _sweep_module(), tmp_path / "runs"
+    record = _record(runs, "gan", 0, 10, fid=58.0)
+    _with_speed(record, 1369, 128.0)
+    made = OmegaConf.load(record / "config.yaml")
+    made.model.self_modulation, made.model.latent_dim = True, 32  # a recipe other than today's default
+    OmegaConf.save(made, record / "config.yaml")
+    asked = []
+    monkeypatch.setattr(training_speed, "training_images_per_second", lambda overrides, device: asked.append(overrides) or 1300.0)
+    assert sweep._slow_now(runs, 1.25, ["data=fashion_mnist", "hardware=cpu"], "cpu") is None
+    assert asked == [["model=gan", "data=fashion_mnist", "hardware=cpu", "model.latent_dim=32", "model.self_modulation=true"]]
+
+
 def test_the_sweep_keeps_a_familys_seeds_at_one_batch_size_and_times_the_gan_at_its_records_batch(tmp_path, monkeypatch):
     """A table whose GAN records trained at batch 128 is not continued at the GAN's own default (64) without a word."""
     import genzoo.metrics.training_speed as training_speed
@@ -386,7 +400,7 @@ def test_the_sweep_keeps_a_familys_seeds_at_one_batch_size_and_times_the_gan_at_
         payload = json.loads((record / "metrics.json").read_text())
         payload["protocol"]["batch_size"], payload["timing"]["train_images_per_second"] = 128, 1300.0
         (record / "metrics.json").write_text(json.dumps(payload))
-    records, where = sweep._records(runs), ["data=fashion_mnist", "hardware=cpu"]
+    where = ["data=fashion_mnist", "hardware=cpu"]
     assert sweep._recipe_mismatch(runs, ["vae", "gan"], where) == (
         "gan's records here trained at batch 128 but its runs now would at 64: pass --extra data.batch_size=128 to continue "
         "this table (or --families without gan), or start a new --out")
@@ -397,7 +411,7 @@ def test_the_sweep_keeps_a_familys_seeds_at_one_batch_size_and_times_the_gan_at_
     assert done.returncode == 2 and "gan's records here trained at batch 128 but its runs now would at 64" in done.stderr
     asked = []
     monkeypatch.setattr(training_speed, "training_images_per_second", lambda overrides, device: asked.append(overrides) or 1000.0)
-    sweep._slow_now(records, 1.25, where, "cpu")
+    sweep._slow_now(runs, 1.25, where, "cpu")
     assert asked == [["model=gan", *where, "data.batch_size=128"]]
 
 
