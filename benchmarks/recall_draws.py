@@ -17,17 +17,16 @@ run's own (its harness seeds with site_seed("evaluation", seed)).
 Over draws (--seeds, psi 1): how much each score moves between draws of one model; the
 model's own sampler draws them.
 
-Over the prior's scale (--psi, a family whose prior code is standard normal: GAN, VAE,
-and the DDPM's and score model's x_T): each seed's codes z (`prior_latents`) are the same
-for every psi, and psi * z is decoded (`decode_latents`), so the curve moves with psi alone.
-psi < 1 pulls every code towards the prior's mode at 0, the truncation trick in its linear
-form (StyleGAN's psi,
-Karras et al. 2019, applied to z itself); psi > 1 pushes codes out. Kynkaanniemi et al.
-2019 (sec. 5) trace precision and recall over truncation: it buys precision with recall, so
-two models compare fairly on diversity only where their precision matches. --plot draws
-precision against recall, one line per run and seed, psi marked. The AE's prior (a fitted
-Gaussian, mode at its mean) and the VQ-VAE's (codebook vectors) are not centred at 0, so
-psi * z is not truncation for them.
+Over the prior's scale (--psi, a family whose prior has a mode m: GAN, VAE, AE, and the
+x_T of the DDPM, latent diffusion and the score model): each seed's codes z (`prior_latents`)
+are the same for every psi, and m + psi * (z - m) is decoded (`truncate_latents`,
+`decode_latents`), so the curve moves with psi alone. psi < 1 pulls every code towards the
+prior's mode, the truncation trick in its linear form (StyleGAN's psi, Karras et al. 2019,
+applied to the prior's code); psi > 1 pushes codes out. Kynkaanniemi et al. 2019 (sec. 5)
+trace precision and recall over truncation: it buys precision with recall, so two models
+compare fairly on diversity only where their precision matches. --plot draws precision
+against recall, one line per run and seed, psi marked. A run whose prior has no mode (the
+VQ-VAE's codebook vectors) is refused for psi other than 1.
 
 Prints markdown and writes JSON with the protocol (device, threads, load, versions, commit).
 """
@@ -50,7 +49,7 @@ from genzoo.paths import default_cache_dir  # noqa: E402
 
 
 def draws(model, n: int, seed: int, psis: list[float], batch_size: int, labels):
-    """(psi, images (n, C, H, W) in [-1, 1] on the CPU) for each psi: model.sample for [1.0] alone, else psi * z decoded.
+    """(psi, images (n, C, H, W) in [-1, 1] on the CPU) for each psi: model.sample for [1.0] alone, else the codes truncated by psi, decoded.
 
     Every psi reseeds the generator, so each decodes the same codes z, scaled.
     """
@@ -59,7 +58,7 @@ def draws(model, n: int, seed: int, psis: list[float], batch_size: int, labels):
         return
     for psi in psis:
         def scaled(k, generator, psi=psi, **label):
-            return model.decode_latents(psi * model.prior_latents(k, generator), **label)
+            return model.decode_latents(model.truncate_latents(model.prior_latents(k, generator), psi), **label)
 
         yield psi, generate(scaled, n, batch_size, seed, labels)
 
@@ -112,7 +111,7 @@ def main() -> int:
         parser.error(f"--psi takes scales above 0, got {args.psi}")
 
     result = {"protocol": {**protocol.measurement(torch.device("cpu")), "n": args.n, "seeds": args.seeds, "psi": args.psi,
-                           "codes": "the model's sampler" if args.psi == [1.0] else "psi * z, z drawn once per seed",
+                           "codes": "the model's sampler" if args.psi == [1.0] else "m + psi * (z - m), m the prior's mode, z drawn once per seed",
                            "extractor": "genzoo domain classifier (penultimate features)", "precision_recall_k": 3, "density_coverage_k": 5},
               "runs": {}}
     hw = result["protocol"]
@@ -122,6 +121,8 @@ def main() -> int:
     for path in args.runs:
         trained = load_run(path)
         model, data = trained.model.eval(), trained.data
+        if args.psi != [1.0] and (model.latent_space is None or model.prior_mode() is None):
+            parser.error(f"{path}: a {model.family} has no prior mode to scale codes towards; --psi needs a GAN, VAE, AE, DDPM, LDM or score run")
         extractor = build_extractor("classifier", data, default_cache_dir(), model.device)
         n = min(args.n, len(data.test_images))
         real = real_features(extractor, data.test_images[:n], data.name, "test", default_cache_dir(), args.batch_size)

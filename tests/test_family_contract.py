@@ -150,6 +150,25 @@ def test_latent_methods_exist_exactly_as_the_trait_says(name, trained):
             model.encode_latents(x)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_truncation_moves_prior_codes_towards_the_mode_the_prior_draws_centre_on(name, trained):
+    """m + psi * (z - m) with m where the prior's draws centre (a symmetric prior's mean is its mode); refused without a mode."""
+    _, model, _, _ = trained(name)
+    mode = model.prior_mode()
+    if mode is None:
+        with pytest.raises(ValueError, match="has no mode to move codes towards"):
+            model.truncate_latents(torch.zeros(2, 3), 0.5)
+        return
+    z = model.prior_latents(4000, torch.Generator().manual_seed(0))
+    centre = z.mean(0)
+    assert (centre - mode).abs().max() <= 0.15 * z.std()  # 4,000 draws: the mean's error is z.std() / 63 per coordinate
+    assert torch.equal(model.truncate_latents(z, 1.0), z)
+    torch.testing.assert_close(model.truncate_latents(z, 0.5) - mode, 0.5 * (z - mode))
+    assert (model.truncate_latents(z, 0.5) - mode).norm() < (z - mode).norm() < (model.truncate_latents(z, 1.5) - mode).norm()
+    with pytest.raises(ValueError, match="psi must be above 0"):
+        model.truncate_latents(z, 0.0)
+
+
 @pytest.mark.parametrize("name", [n for n in NAMES if families.get(n).likelihood])
 def test_a_likelihood_family_reports_a_finite_test_likelihood(name, trained):
     _, model, _, data = trained(name)

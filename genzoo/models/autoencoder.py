@@ -93,6 +93,10 @@ class Autoencoder(GenerativeModel):
         chol = torch.linalg.cholesky(self.latent_cov + 1e-5 * eye)
         return self.latent_mean + self.randn(n, len(self.latent_mean), generator=generator) @ chol.T
 
+    def prior_mode(self) -> torch.Tensor:
+        """The fitted latent Gaussian's mean (latent_dim,): its mode."""
+        return self.latent_mean
+
     def encode_latents(self, x: torch.Tensor, labels=None) -> torch.Tensor:
         """Codes (B, latent_dim) of images x (B, C, H, W) in [-1, 1]."""
         return self.encoder(x)

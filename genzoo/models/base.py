@@ -98,6 +98,33 @@ class GenerativeModel(L.LightningModule):
         """n draws (n, *latent shape) of the latent code `sample` decodes, on the model's device."""
         raise NotImplementedError(f"{self.family} has no latent code")
 
+    def prior_mode(self) -> torch.Tensor | None:
+        """The mode of the prior `prior_latents` draws from, broadcastable to its codes, or None where there is none to move codes towards.
+
+        Default: 0 for a family with a latent code (a prior N(0, s^2 I): the GAN's and VAE's
+        z, the x_T of the DDPM, latent diffusion and the score model), None without one. A
+        family whose prior is centred elsewhere overrides it (the AE's fitted Gaussian: its
+        mean; the VQ-VAE's codebook vectors: None).
+        """
+        return None if self.latent_space is None else torch.zeros((), device=self.device)
+
+    def truncate_latents(self, z: torch.Tensor, psi: float) -> torch.Tensor:
+        """Prior codes z (n, *latent shape) moved towards the prior's mode m: m + psi * (z - m), same shape.
+
+        psi in (0, 1) is the truncation trick in its linear form (StyleGAN's psi, Karras et al.
+        2019, applied to the prior's code): samples nearer the prior's mode, more typical and
+        less diverse; psi > 1 pushes codes out; psi = 1 returns z. Kynkaanniemi et al. 2019
+        (sec. 5) trace precision and recall over it.
+
+        Raises ValueError for psi <= 0, or where the prior has no mode (`prior_mode` None).
+        """
+        if not psi > 0:
+            raise ValueError(f"psi must be above 0 (1 leaves the codes as drawn), got {psi}")
+        mode = self.prior_mode()
+        if mode is None:
+            raise ValueError(f"{self.family}'s prior has no mode to move codes towards, so truncation is not defined for it")
+        return mode + psi * (z - mode)
+
     def decode_latents(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Images (n, C, H, W) in [-1, 1] that latents z decode to, deterministically (labels (n,) if conditional)."""
         raise NotImplementedError(f"{self.family} has no latent code")

@@ -45,6 +45,11 @@ class GAN(GenerativeModel):
     A GAN has no likelihood: validation and test log d_real and d_fake on held-out real
     images against as many samples (a large gap means D has overfit).
 
+    The arguments' defaults here are the forms from before each option existed (DCGAN's G,
+    no auxiliary classifier, ...), so a run's config.yaml written before an option was added
+    builds the model it trained (`genzoo.load_run`); today's defaults are those of
+    genzoo/conf/model/gan.yaml, which a run always writes out in full.
+
     Args:
         image_shape: (C, H, W), square, side 28 or 32 (any even side above 4).
         optimizer: partial optimiser that takes `betas` (Adam, AdamW); one per net.

@@ -126,6 +126,10 @@ class VQVAE(GenerativeModel):
         """n codebook-entry maps (n, D, h, w) of token grids drawn from the fitted prior."""
         return self.quantizer.embed(self.sample_codes(n, generator))
 
+    def prior_mode(self) -> None:
+        """None: the prior draws codebook vectors per position, with no mode in the maps' space to move codes towards."""
+        return None
+
     def encode_latents(self, x: torch.Tensor, labels=None) -> torch.Tensor:
         """The encoder's continuous maps z_e (B, D, h, w) of images x in [-1, 1] (quantised on decoding)."""
         return self.encoder(x)
