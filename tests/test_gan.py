@@ -218,7 +218,7 @@ def test_self_modulation_adds_an_mlp_of_z_to_each_batch_norm_and_lets_the_code_r
         assert torch.allclose(outputs[False], outputs[False][:1].expand(4, -1, -1, -1)), (num_classes, conditional_bn)
         assert (outputs[True] - outputs[True][:1]).abs().amax() > 1e-4, (num_classes, conditional_bn)
     model = _gan(self_modulation=True, conditional=True, num_classes=10)
-    assert "self-modulated" in model.protocol()["sampler"]
+    assert "self-modulated" in model.protocol()["generator"] and "self-modulated" not in _gan().protocol()["generator"]
     assert torch.isfinite(model.sample(4)).all()
 
 
@@ -253,10 +253,11 @@ def _composed(*overrides):
     return build_model(saved, (1, 28, 28), num_classes=10), saved
 
 
-def test_the_conditional_default_is_the_measured_form_and_the_unconditional_gan_is_dcgan():
+def test_the_conditional_default_is_the_measured_form_and_the_unconditional_gan_is_self_modulated_dcgan():
     """model.conditional=true composes the form that met the FID and class-accuracy targets
     (docs/results/editing-fast): BatchNorm projection D with an auxiliary classifier (w = 1) and
-    minibatch std in groups of 4, self-modulated conditional BatchNorm G; the unconditional GAN gets none of it."""
+    minibatch std in groups of 4, self-modulated conditional BatchNorm G; the unconditional GAN
+    gets the self-modulated G alone (BatchNorm whose scale and shift follow z), DCGAN's D."""
     cgan, saved = _composed("model.conditional=true")
     assert (saved.spectral_norm, saved.class_loss_weight, saved.minibatch_std_group, saved.self_modulation) == (False, 1.0, 4, True)
     d = cgan.discriminator
@@ -265,9 +266,12 @@ def test_the_conditional_default_is_the_measured_form_and_the_unconditional_gan_
     assert d.classifier is not None and d.embed is not None and d.minibatch_std.group_size == 4
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in d.modules())
     gan, saved = _composed()
-    assert (saved.spectral_norm, saved.class_loss_weight, saved.minibatch_std_group, saved.self_modulation) == (False, None, None, None)
+    assert (saved.spectral_norm, saved.class_loss_weight, saved.minibatch_std_group, saved.self_modulation) == (False, None, None, True)
     assert gan.discriminator.classifier is None and gan.discriminator.minibatch_std is None and not gan.spectral_norm
-    assert not gan.self_modulation and not any(isinstance(m, ConditionalBatchNorm2d) for m in gan.generator.modules())
+    norms = [m for m in gan.generator.modules() if isinstance(m, ConditionalBatchNorm2d)]
+    assert gan.self_modulation and norms and all(m.modulation is not None and m.gamma.num_embeddings == 1 for m in norms)
+    dcgan, _ = _composed("model.self_modulation=false")
+    assert not any(isinstance(m, ConditionalBatchNorm2d) for m in dcgan.generator.modules())
     paper, _ = _composed("model.conditional=true", "model.spectral_norm=null", "model.class_loss_weight=null", "model.minibatch_std_group=null")
     assert paper.spectral_norm and paper.discriminator.classifier is None and paper.discriminator.minibatch_std is None
 

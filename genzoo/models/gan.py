@@ -403,8 +403,9 @@ class GAN(GenerativeModel):
             "sampler": "one generator pass" + (f" (EMA weights, BatchNorm statistics re-estimated on {EMA_STAT_BATCHES} x {EMA_STAT_BATCH} "
                                                 "fixed draws: standing statistics, Brock et al. 2019)" if self.ema is not None else "")
             + (f"; class-conditional ({'conditional BatchNorm' if self.conditional_bn else 'label embedding'} in G, "
-               f"{'projection' if self.discriminator.embed is not None else 'unconditional'} D), balanced labels" if self.conditional else "")
-            + ("; every BatchNorm of G self-modulated by z (Chen et al. 2019)" if self.self_modulation else ""),
+               f"{'projection' if self.discriminator.embed is not None else 'unconditional'} D), balanced labels" if self.conditional else ""),
+            "generator": "DCGAN (Radford et al. 2016)"
+            + ("; every BatchNorm self-modulated by z (Chen et al. 2019)" if self.self_modulation else ""),
             "discriminator": ("spectral normalisation (Miyato et al. 2018)" if self.spectral_norm
                               else "LayerNorm (per sample, for the gradient penalty)" if self.loss_name == "wgan-gp" else "BatchNorm (DCGAN)")
             + ("" if self.class_loss_weight is None else f"; auxiliary classifier on real images, weight {self.class_loss_weight:g} "
