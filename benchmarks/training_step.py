@@ -1,9 +1,12 @@
 """Training throughput per family: plain (eager, float32, NCHW, unfused Adam) against the fast preset.
 
     python benchmarks/training_step.py [--families ae,vae,gan,ddpm,pixelcnn] [--steps 30] [--warmup 5] [--device cuda]
+        [--extra model.self_modulation=false ...]
 
 For each family, its default config on Fashion-MNIST batches (the on-device data path,
-batch 128) trains --warmup + --steps optimiser steps through Lightning twice: plain, and
+batch 128 unless --extra sets data.batch_size; the family's own default batch, such as the
+GAN's 64, is not used, so families compare per image at one batch) with the --extra
+overrides trains --warmup + --steps optimiser steps through Lightning twice: plain, and
 with the speed options of hardware=gpu_fast (torch.compile where the family allows it,
 channels_last, fused Adam, and its precision: bf16-mixed for AE and GAN, float32 for
 the likelihood families). Prints training images/s over the --steps timed steps (the
@@ -22,8 +25,8 @@ from genzoo.families import names
 from genzoo.metrics.training_speed import training_images_per_second
 
 
-def images_per_second(family: str, fast: bool, device: torch.device, warmup: int, steps: int) -> tuple[float, str]:
-    overrides = [f"model={family}", "data=fashion_mnist", "hardware=gpu_fast"]
+def images_per_second(family: str, fast: bool, device: torch.device, warmup: int, steps: int, extra=()) -> tuple[float, str]:
+    overrides = [f"model={family}", "data=fashion_mnist", "hardware=gpu_fast", "data.batch_size=128", *extra]
     preset = load_config(overrides).hardware  # as the family gets it (load_config applies the likelihood precision rule)
     precision = preset["precision"] if fast and device.type == "cuda" else "32-true"
     return training_images_per_second(overrides, steps, warmup, device, speed_up=fast, precision=precision), precision
@@ -35,14 +38,16 @@ def main():
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--extra", nargs="*", default=[], help="more overrides for every family (e.g. model.self_modulation=false)")
     args = parser.parse_args()
+    batch = next((o.split("=", 1)[1] for o in reversed(args.extra) if o.startswith("data.batch_size=")), "128")
     device = torch.device(args.device)
     hw = protocol.hardware(device, "32-true")
-    print(f"fashion_mnist, batch 128, {args.steps} timed steps after {args.warmup} warm-up; {hw['device']} "
+    print(f"fashion_mnist, batch {batch}, {' '.join(args.extra)}{', ' if args.extra else ''}{args.steps} timed steps after {args.warmup} warm-up; {hw['device']} "
           f"({hw['torch_threads']} threads); torch {torch.__version__}; genzoo {protocol.git_commit()}")
     for family in args.families.split(","):
-        plain, _ = images_per_second(family, False, device, args.warmup, args.steps)
-        fast, precision = images_per_second(family, True, device, args.warmup, args.steps)
+        plain, _ = images_per_second(family, False, device, args.warmup, args.steps, args.extra)
+        fast, precision = images_per_second(family, True, device, args.warmup, args.steps, args.extra)
         print(f"   {family:<9} plain {plain:9.0f} img/s   preset ({precision}, compile/channels_last/fused) {fast:9.0f} img/s   "
               f"ratio {fast / plain:5.2f}x", flush=True)
 
