@@ -165,13 +165,14 @@ def _recipe_mismatch(runs: Path, families: list[str], overrides: list[str]) -> s
     """
     for family in families:
         then, now, where = _records_recipe(runs, family, overrides)
+        batches = sorted({r.protocol.get("batch_size") for r in _records(runs) if r.model == family} - {None})
         differ = sorted(k for k in then.keys() | now.keys() if then.get(k, _ABSENT) != now.get(k, _ABSENT))
+        if len(batches) > 1 or differ == ["data.batch_size"]:
+            return (f"{family}'s records here trained at batch {', '.join(map(str, batches))} but its runs now would at "
+                    f"{now['data.batch_size']}: pass --extra data.batch_size={batches[0]} to continue this table "
+                    f"(or --families without {family}), or start a new --out")
         if not differ:
             continue
-        if differ == ["data.batch_size"]:
-            return (f"{family}'s records here trained at batch {then['data.batch_size']} but its runs now would at "
-                    f"{now['data.batch_size']}: pass --extra data.batch_size={then['data.batch_size']} to continue this table "
-                    f"(or --families without {family}), or start a new --out")
         was = " ".join(f"{k}={_override(then.get(k, _ABSENT))}" for k in differ)
         would = " ".join(f"{k}={_override(now.get(k, _ABSENT))}" for k in differ)
         return (f"{family}'s records here ({where}) trained with {was} but its runs now would with {would}: "
@@ -190,8 +191,8 @@ def _records_recipe(runs: Path, family: str, overrides: list[str]) -> tuple[dict
     from genzoo.config import load_config
     from genzoo.models.build import model_recipe
 
-    mine = [(path.parent, RunRecord.read(path)) for path in sorted(runs.glob("*/metrics.json"))
-            if _completed(path) and RunRecord.read(path).model == family]
+    mine = [(path.parent, record) for path in sorted(runs.glob("*/metrics.json")) if _completed(path)
+            for record in [RunRecord.read(path)] if record.model == family]
     if not mine:
         return {}, {}, ""
     cfg = load_config([f"model={family}", *overrides])
@@ -289,8 +290,8 @@ def _slow_now(runs: Path, tolerance: float, overrides: list[str], device: str) -
     step_records = [r for r in records if r.model == STEP_FAMILY and r.timing.get("train_images_per_second")]
     if step_records:
         median = statistics.median(r.timing["train_images_per_second"] for r in step_records)
-        then, now, _ = _records_recipe(runs, STEP_FAMILY, overrides)  # timed as its records trained
-        recipe = [f"{k}={_override(v)}" for k, v in then.items() if k in now and now[k] != v]
+        then, current, _ = _records_recipe(runs, STEP_FAMILY, overrides)  # timed as its records trained
+        recipe = [f"{k}={_override(v)}" for k, v in then.items() if k in current and current[k] != v]
         now = training_images_per_second([f"model={STEP_FAMILY}", *overrides, *recipe], device=device)
         if now * tolerance < median:
             return (f"the machine trains the {STEP_FAMILY} at {now:.0f} images/s, below {median / tolerance:.0f} "

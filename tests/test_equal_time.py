@@ -365,11 +365,16 @@ def test_the_sweep_keeps_a_familys_seeds_at_one_model_recipe_read_with_its_defau
     payload = json.loads((record / "metrics.json").read_text())
     payload["protocol"]["batch_size"] = 128
     (record / "metrics.json").write_text(json.dumps(payload))
-    assert sweep._recipe_mismatch(runs, ["gan"], where) is None
-    assert sweep._recipe_mismatch(runs, ["gan"], [*where, "model.self_modulation=true", "model.optimizer.lr=1e-4"]) == (
-        "gan's records here (gan-seed0-10min) trained with model.optimizer.lr=0.0002 model.self_modulation=false but its runs now "
-        "would with model.optimizer.lr=0.0001 model.self_modulation=true: pass --extra model.optimizer.lr=0.0002 "
-        "model.self_modulation=false to continue this table (or --families without gan), or start a new --out")
+    assert sweep._recipe_mismatch(runs, ["gan"], where) == (  # self-modulation became the default after the record
+        "gan's records here (gan-seed0-10min) trained with model.self_modulation=false but its runs now would with "
+        "model.self_modulation=true: pass --extra model.self_modulation=false to continue this table (or --families without gan), "
+        "or start a new --out")
+    where = [*where, "model.self_modulation=false"]
+    assert sweep._recipe_mismatch(runs, ["gan"], where) is None  # minibatch_std_group absent = off; spectral_norm null = false
+    assert sweep._recipe_mismatch(runs, ["gan"], [*where, "model.optimizer.lr=1e-4", "model.latent_dim=32"]) == (
+        "gan's records here (gan-seed0-10min) trained with model.latent_dim=64 model.optimizer.lr=0.0002 but its runs now "
+        "would with model.latent_dim=32 model.optimizer.lr=0.0001: pass --extra model.latent_dim=64 model.optimizer.lr=0.0002 "
+        "to continue this table (or --families without gan), or start a new --out")
     assert sweep._recipe_mismatch(runs, ["gan"], [*where, "model.n_critic=1"]) is None  # the ns loss's null is 1
     assert sweep._recipe_mismatch(runs, ["gan"], [*where, "model.n_critic=2"]).startswith(
         "gan's records here (gan-seed0-10min) trained with model.n_critic=1 but its runs now would with model.n_critic=2")
@@ -382,12 +387,12 @@ def test_the_speed_step_trains_the_gan_to_its_records_recipe_where_todays_defaul
     record = _record(runs, "gan", 0, 10, fid=58.0)
     _with_speed(record, 1369, 128.0)
     made = OmegaConf.load(record / "config.yaml")
-    made.model.self_modulation, made.model.latent_dim = True, 32  # a recipe other than today's default
+    made.model.self_modulation, made.model.latent_dim = False, 32  # a recipe other than today's default
     OmegaConf.save(made, record / "config.yaml")
     asked = []
     monkeypatch.setattr(training_speed, "training_images_per_second", lambda overrides, device: asked.append(overrides) or 1300.0)
     assert sweep._slow_now(runs, 1.25, ["data=fashion_mnist", "hardware=cpu"], "cpu") is None
-    assert asked == [["model=gan", "data=fashion_mnist", "hardware=cpu", "model.latent_dim=32", "model.self_modulation=true"]]
+    assert asked == [["model=gan", "data=fashion_mnist", "hardware=cpu", "model.latent_dim=32", "model.self_modulation=false"]]
 
 
 def test_the_sweep_keeps_a_familys_seeds_at_one_batch_size_and_times_the_gan_at_its_records_batch(tmp_path, monkeypatch):
@@ -406,6 +411,14 @@ def test_the_sweep_keeps_a_familys_seeds_at_one_batch_size_and_times_the_gan_at_
         "this table (or --families without gan), or start a new --out")
     assert sweep._recipe_mismatch(runs, ["vae", "gan"], [*where, "data.batch_size=128"]) is None
     assert sweep._recipe_mismatch(runs, ["vae", "ddpm"], where) is None  # ddpm has no records here
+    mixed = tmp_path / "mixed"
+    for seed, batch in ((0, 128), (1, 64)):
+        record = _record(mixed, "gan", seed, 10, fid=60.0)
+        payload = json.loads((record / "metrics.json").read_text())
+        payload["protocol"]["batch_size"] = batch
+        (record / "metrics.json").write_text(json.dumps(payload))
+    assert sweep._recipe_mismatch(mixed, ["gan"], where).startswith(  # a table already mixed is named, whatever the batch now
+        "gan's records here trained at batch 64, 128 but its runs now would at 64: pass --extra data.batch_size=64")
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "equal_time.py"), "--out", str(tmp_path), "--runs", str(tmp_path / "r"),
                            "--families", "gan", "--seeds", "2", "--extend", "0", "--dry-run"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "gan's records here trained at batch 128 but its runs now would at 64" in done.stderr
