@@ -121,7 +121,7 @@ def main() -> int:
     for path in args.runs:
         trained = load_run(path)
         model, data = trained.model.eval(), trained.data
-        if args.psi != [1.0] and (model.latent_space is None or model.prior_mode() is None):
+        if args.psi != [1.0] and model.prior_mode() is None:
             parser.error(f"{path}: a {model.family} has no prior mode to scale codes towards; --psi needs a GAN, VAE, AE, DDPM, LDM or score run")
         extractor = build_extractor("classifier", data, default_cache_dir(), model.device)
         n = min(args.n, len(data.test_images))
