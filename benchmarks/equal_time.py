@@ -50,6 +50,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -144,14 +145,19 @@ def main(argv=None) -> int:
 
 def _records(runs: Path) -> list[RunRecord]:
     """The completed records in `runs` (each <name>/metrics.json)."""
+    return [record for _, record in _read_records(runs, ("completed",))]
+
+
+def _read_records(runs: Path, statuses: tuple[str, ...]) -> list[tuple[Path, RunRecord]]:
+    """(folder, record) for each readable <name>/metrics.json in `runs` whose status is one of `statuses`, by name."""
     found = []
     for path in sorted(runs.glob("*/metrics.json")):
         try:
             record = RunRecord.read(path)
         except (OSError, ValueError):
             continue
-        if record.status == "completed":
-            found.append(record)
+        if record.status in statuses:
+            found.append((path.parent, record))
     return found
 
 
@@ -164,8 +170,7 @@ def _recipe_mismatch(runs: Path, families: list[str], overrides: list[str]) -> s
     that continue the table with the records' recipe.
     """
     for family in families:
-        then, now, where = _records_recipe(runs, family, overrides)
-        batches = sorted({r.protocol.get("batch_size") for r in _records(runs) if r.model == family} - {None})
+        then, now, where, batches = _records_recipe(runs, family, overrides)
         differ = sorted(k for k in then.keys() | now.keys() if then.get(k, _ABSENT) != now.get(k, _ABSENT))
         if len(batches) > 1 or differ == ["data.batch_size"]:
             return (f"{family}'s records here trained at batch {', '.join(map(str, batches))} but its runs now would at "
@@ -180,21 +185,29 @@ def _recipe_mismatch(runs: Path, families: list[str], overrides: list[str]) -> s
     return None
 
 
-def _records_recipe(runs: Path, family: str, overrides: list[str]) -> tuple[dict, dict, str]:
-    """(the recipe of `family`'s records in `runs`, the recipe its runs would train now with `overrides`, the record read).
+class _Recipes(NamedTuple):
+    """A family's recipe in a table against the one its runs would train now (_records_recipe)."""
+
+    then: dict  # the records' recipe
+    now: dict  # what a run with the sweep's overrides would train
+    where: str  # the record `then` was read from
+    batches: list  # every batch size the family's records trained at, ascending
+
+
+def _records_recipe(runs: Path, family: str, overrides: list[str]) -> _Recipes:
+    """`family`'s recipe in `runs` (its completed and diverged records, each a row's seed) against the one its runs would train now with `overrides`.
 
     A recipe is {"data.batch_size": n, "model.<argument>": value, ...}: the batch from the
     records' protocol (the smallest, where they differ), the model's constructor arguments
     with their nulls resolved (genzoo.models.build.model_recipe) from the first record's
-    config.yaml that differs from now, else the first one's. Both empty where the family has no record.
+    config.yaml that differs from now, else the first one's. All empty where the family has no record.
     """
     from genzoo.config import load_config
     from genzoo.models.build import model_recipe
 
-    mine = [(path.parent, record) for path in sorted(runs.glob("*/metrics.json")) if _completed(path)
-            for record in [RunRecord.read(path)] if record.model == family]
+    mine = [(folder, record) for folder, record in _read_records(runs, ("completed", "diverged")) if record.model == family]
     if not mine:
-        return {}, {}, ""
+        return _Recipes({}, {}, "", [])
     cfg = load_config([f"model={family}", *overrides])
     now = {"data.batch_size": cfg.data.batch_size, **_dotted(model_recipe(cfg.model), "model")}
     batches = sorted({r.protocol.get("batch_size") for _, r in mine} - {None})
@@ -202,9 +215,9 @@ def _records_recipe(runs: Path, family: str, overrides: list[str]) -> tuple[dict
     recipes = [(folder.name, {**batch, **_dotted(model_recipe(OmegaConf.load(folder / "config.yaml").model), "model")})
                for folder, _ in mine if (folder / "config.yaml").is_file()]
     if not recipes:  # no config.yaml kept: only the batch is known
-        return {**now, **batch}, now, mine[0][0].name
+        return _Recipes({**now, **batch}, now, mine[0][0].name, batches)
     where, then = next(((name, r) for name, r in recipes if r != now), recipes[0])
-    return then, now, where
+    return _Recipes(then, now, where, batches)
 
 
 _ABSENT = "<not an option>"
@@ -290,7 +303,7 @@ def _slow_now(runs: Path, tolerance: float, overrides: list[str], device: str) -
     step_records = [r for r in records if r.model == STEP_FAMILY and r.timing.get("train_images_per_second")]
     if step_records:
         median = statistics.median(r.timing["train_images_per_second"] for r in step_records)
-        then, current, _ = _records_recipe(runs, STEP_FAMILY, overrides)  # timed as its records trained
+        then, current, _, _ = _records_recipe(runs, STEP_FAMILY, overrides)  # timed as its records trained
         recipe = [f"{k}={_override(v)}" for k, v in then.items() if k in current and current[k] != v]
         now = training_images_per_second([f"model={STEP_FAMILY}", *overrides, *recipe], device=device)
         if now * tolerance < median:

@@ -12,12 +12,13 @@ From Python (a notebook in a course):
     run.data.test_images                     # uint8 (N, 1, 28, 28)
 """
 
+import inspect
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from genzoo import families
@@ -64,10 +65,6 @@ def model_recipe(model_cfg) -> dict:
 
     Raises ConfigError when `_target_` names no importable class.
     """
-    import inspect
-
-    from hydra.utils import get_class
-
     values = model_cfg if isinstance(model_cfg, dict) else OmegaConf.to_container(model_cfg, resolve=True)
     try:
         cls = get_class(values["_target_"])
