@@ -118,11 +118,12 @@ def main() -> int:
     print(f"{hw['device']} ({hw['torch_threads']} threads), load {hw['load_1min_before']:.2f}; genzoo {protocol.git_commit()}\n")
     print("| run | seed | psi | classifier FID | precision | recall | density | coverage | median sample ball | class accuracy | recall per class |\n"
           "|---|---|---|---|---|---|---|---|---|---|---|")
-    for path in args.runs:
-        trained = load_run(path)
+    loaded = {path: load_run(path) for path in args.runs}  # every run checked before any is scored
+    for path, trained in loaded.items():
+        if args.psi != [1.0] and trained.model.prior_mode() is None:
+            parser.error(f"{path}: a {trained.model.family} has no prior mode to scale codes towards; --psi needs a GAN, VAE, AE, DDPM, LDM or score run")
+    for path, trained in loaded.items():
         model, data = trained.model.eval(), trained.data
-        if args.psi != [1.0] and model.prior_mode() is None:
-            parser.error(f"{path}: a {model.family} has no prior mode to scale codes towards; --psi needs a GAN, VAE, AE, DDPM, LDM or score run")
         extractor = build_extractor("classifier", data, default_cache_dir(), model.device)
         n = min(args.n, len(data.test_images))
         real = real_features(extractor, data.test_images[:n], data.name, "test", default_cache_dir(), args.batch_size)

@@ -25,11 +25,12 @@ from genzoo.families import names
 from genzoo.metrics.training_speed import training_images_per_second
 
 
-def images_per_second(family: str, fast: bool, device: torch.device, warmup: int, steps: int, extra=()) -> tuple[float, str]:
+def images_per_second(family: str, fast: bool, device: torch.device, warmup: int, steps: int, extra=()) -> tuple[float, str, int]:
+    """(training images/s, the precision that ran, the batch size of the composed config) of one family."""
     overrides = [f"model={family}", "data=fashion_mnist", "hardware=gpu_fast", "data.batch_size=128", *extra]
-    preset = load_config(overrides).hardware  # as the family gets it (load_config applies the likelihood precision rule)
-    precision = preset["precision"] if fast and device.type == "cuda" else "32-true"
-    return training_images_per_second(overrides, steps, warmup, device, speed_up=fast, precision=precision), precision
+    cfg = load_config(overrides)  # as the family gets it (load_config applies the likelihood precision rule)
+    precision = cfg.hardware["precision"] if fast and device.type == "cuda" else "32-true"
+    return training_images_per_second(overrides, steps, warmup, device, speed_up=fast, precision=precision), precision, cfg.data.batch_size
 
 
 def main():
@@ -40,15 +41,14 @@ def main():
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--extra", nargs="*", default=[], help="more overrides for every family (e.g. model.self_modulation=false)")
     args = parser.parse_args()
-    batch = next((o.split("=", 1)[1] for o in reversed(args.extra) if o.startswith("data.batch_size=")), "128")
     device = torch.device(args.device)
     hw = protocol.hardware(device, "32-true")
-    print(f"fashion_mnist, batch {batch}, {' '.join(args.extra)}{', ' if args.extra else ''}{args.steps} timed steps after {args.warmup} warm-up; {hw['device']} "
+    print(f"fashion_mnist, {' '.join(args.extra)}{', ' if args.extra else ''}{args.steps} timed steps after {args.warmup} warm-up; {hw['device']} "
           f"({hw['torch_threads']} threads); torch {torch.__version__}; genzoo {protocol.git_commit()}")
     for family in args.families.split(","):
-        plain, _ = images_per_second(family, False, device, args.warmup, args.steps, args.extra)
-        fast, precision = images_per_second(family, True, device, args.warmup, args.steps, args.extra)
-        print(f"   {family:<9} plain {plain:9.0f} img/s   preset ({precision}, compile/channels_last/fused) {fast:9.0f} img/s   "
+        plain, _, batch = images_per_second(family, False, device, args.warmup, args.steps, args.extra)
+        fast, precision, _ = images_per_second(family, True, device, args.warmup, args.steps, args.extra)
+        print(f"   {family:<9} batch {batch:4d}   plain {plain:9.0f} img/s   preset ({precision}, compile/channels_last/fused) {fast:9.0f} img/s   "
               f"ratio {fast / plain:5.2f}x", flush=True)
 
 
