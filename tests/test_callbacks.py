@@ -42,13 +42,14 @@ def _fit(module, callbacks, batches=20, epochs=1):
     return trainer
 
 
-def test_quality_curve_scores_evenly_spaced_moments_in_eval_mode_with_the_clock_paused():
+def test_quality_curve_scores_evenly_spaced_moments_in_eval_mode_with_the_clock_paused(monkeypatch):
     clock = TrainingClock()
-    modes = []
+    modes, offset, perf_counter = [], [0.0], time.perf_counter
+    monkeypatch.setattr(time, "perf_counter", lambda: perf_counter() + offset[0])
 
     def score(module):
         modes.append(module.training)
-        time.sleep(0.2)
+        offset[0] += 100.0  # each scoring takes 100 s by the clock, whatever the machine's load
         return 100.0 - len(modes)
 
     curve = QualityCurve(clock, points=4, score=score)
@@ -57,7 +58,7 @@ def test_quality_curve_scores_evenly_spaced_moments_in_eval_mode_with_the_clock_
     assert [p["value"] for p in curve.points] == [99.0, 98.0, 97.0, 96.0]
     assert [p["train_images"] for p in curve.points] == [20, 40, 60, 80]
     assert modes == [False] * 4  # scored in eval mode ...
-    assert clock.train_seconds < 0.8  # ... and the 4 x 0.2 s of scoring is not training time
+    assert clock.train_seconds < 100.0  # ... and the 4 x 100 s of scoring is not training time
 
 
 def test_quality_curve_off_without_a_scorer_and_rejects_negative_points():
@@ -107,22 +108,29 @@ def test_training_clock_and_curve_state_survive_a_checkpoint():
 
 
 class Slow(Tiny):
-    """Tiny with 20 ms per training step, so the training clock moves measurably."""
+    """Tiny whose every training step takes `step_seconds` by the clock: it moves `offset[0]`, which a test adds to time.perf_counter."""
+
+    def __init__(self, offset: list[float], step_seconds: float):
+        super().__init__()
+        self.offset, self.step_seconds = offset, step_seconds
 
     def training_step(self, batch, batch_idx):
-        time.sleep(0.02)
+        self.offset[0] += self.step_seconds
         return super().training_step(batch, batch_idx)
 
 
-def test_time_budget_stops_an_endless_fit_on_the_training_clock_with_the_curve_at_its_moments():
+def test_time_budget_stops_an_endless_fit_on_the_training_clock_with_the_curve_at_its_moments(monkeypatch):
     from genzoo.training.callbacks import TimeBudget, TrainingFlops
 
+    offset, perf_counter = [0.0], time.perf_counter
+    monkeypatch.setattr(time, "perf_counter", lambda: perf_counter() + offset[0])
     clock, flops = TrainingClock(), TrainingFlops(first=2, window=2)
-    curve = QualityCurve(clock, 0, score=lambda module: 1.0, at_seconds=[0.1, 0.3], flops=flops)
-    stop = TimeBudget(clock, 0.3)
-    trainer = _fit(Slow(), [clock, flops, curve, stop], batches=10, epochs=-1)  # no epoch limit: only the clock stops it
-    assert 0.3 <= stop.stopped_at < 0.3 + 0.2 and trainer.should_stop
-    assert 0.3 <= clock.train_seconds < 0.6
-    assert [p["train_seconds"] >= t for p, t in zip(curve.points, [0.1, 0.3])] == [True, True] and len(curve.points) == 2
+    curve = QualityCurve(clock, 0, score=lambda module: 1.0, at_seconds=[10.0, 30.0], flops=flops)
+    stop = TimeBudget(clock, 30.0)
+    trainer = _fit(Slow(offset, 10.0), [clock, flops, curve, stop], batches=10, epochs=-1)  # no epoch limit: only the clock stops it
+    # 10 s per step by the clock: it stops after the third step, at 30 s plus the real seconds the steps took (under 10 s)
+    assert 30.0 <= stop.stopped_at < 40.0 and trainer.should_stop
+    assert 30.0 <= clock.train_seconds < 40.0
+    assert [p["train_seconds"] >= t for p, t in zip(curve.points, [10.0, 30.0])] == [True, True] and len(curve.points) == 2
     assert flops.per_batch == 2 * (2 * 4 * 2 * 1)  # Linear(2 -> 1) on 4 rows: forward 16 FLOPs, weight gradient 16
     assert curve.points[-1]["train_flops"] == flops.per_batch * curve.points[-1]["batches"]
