@@ -81,7 +81,8 @@ def scores(real, real_stats, classes, named, num_classes: int, images, labels, e
     return {"fid_classifier": frechet_distance(*real_stats, *feature_statistics(fake)), "precision": precision, "recall": recall,
             "density": density, "coverage": coverage, "median_ball": radii.median().item(),
             "recall_per_class": [share_inside_balls(real[classes == c], fake, radii) for c in range(num_classes)],
-            "recall_named": share_inside_balls(real[named], fake, radii), "recall_missed": share_inside_balls(real[~named], fake, radii),
+            **{key: share_inside_balls(real[subset], fake, radii) if subset.any() else None  # None: the classifier names all or none
+               for key, subset in (("recall_named", named), ("recall_missed", ~named))},
             "control_accuracy": None if labels is None else (logits.argmax(1) == labels).float().mean().item()}
 
 
@@ -149,7 +150,7 @@ def main() -> int:
                 accuracy = "-" if row["control_accuracy"] is None else f"{row['control_accuracy']:.3f}"
                 print(f"| {path.name} | {seed} | {psi:g} | {row['fid_classifier']:.1f} | {row['precision']:.3f} | {row['recall']:.3f} | "
                       f"{row['density']:.3f} | {row['coverage']:.3f} | {row['median_ball']:.2f} | {accuracy} | "
-                      f"{row['recall_named']:.3f}, {row['recall_missed']:.3f} | "
+                      + ", ".join("-" if row[key] is None else f"{row[key]:.3f}" for key in ("recall_named", "recall_missed")) + " | "
                       + " ".join(f"{v:.2f}" for v in row["recall_per_class"]) + " |", flush=True)
         result["runs"][str(path)] = rows
     if args.out:
