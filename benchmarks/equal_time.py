@@ -194,18 +194,21 @@ class _Recipes(NamedTuple):
     batches: list  # every batch size the family's records trained at, ascending
 
 
-def _records_recipe(runs: Path, family: str, overrides: list[str]) -> _Recipes:
+def _records_recipe(runs: Path, family: str, overrides: list[str], finished: list[tuple[Path, RunRecord]] | None = None) -> _Recipes:
     """`family`'s recipe in `runs` (its completed and diverged records, each a row's seed) against the one its runs would train now with `overrides`.
 
     A recipe is {"data.batch_size": n, "model.<argument>": value, ...}: the batch from the
     records' protocol (the smallest, where they differ), the model's constructor arguments
     with their nulls resolved (genzoo.models.build.model_recipe) from the first record's
     config.yaml that differs from now, else the first one's. All empty where the family has no record.
+    `finished`: the table's completed and diverged records, where the caller has read them already.
     """
     from genzoo.config import load_config
     from genzoo.models.build import model_recipe
 
-    mine = [(folder, record) for folder, record in _read_records(runs, ("completed", "diverged")) if record.model == family]
+    if finished is None:
+        finished = _read_records(runs, ("completed", "diverged"))
+    mine = [(folder, record) for folder, record in finished if record.model == family]
     if not mine:
         return _Recipes({}, {}, "", [])
     cfg = load_config([f"model={family}", *overrides])
@@ -299,11 +302,12 @@ def _slow_now(runs: Path, tolerance: float, overrides: list[str], device: str) -
     from genzoo.metrics.machine_speed import conv_gflops
     from genzoo.metrics.training_speed import training_images_per_second
 
-    records = _records(runs)
+    finished = _read_records(runs, ("completed", "diverged"))  # read once: the speed medians and the recipe
+    records = [record for _, record in finished if record.status == "completed"]
     step_records = [r for r in records if r.model == STEP_FAMILY and r.timing.get("train_images_per_second")]
     if step_records:
         median = statistics.median(r.timing["train_images_per_second"] for r in step_records)
-        then, current, _, _ = _records_recipe(runs, STEP_FAMILY, overrides)  # timed as its records trained
+        then, current, _, _ = _records_recipe(runs, STEP_FAMILY, overrides, finished)  # timed as its records trained
         recipe = [f"{k}={_override(v)}" for k, v in then.items() if k in current and current[k] != v]
         now = training_images_per_second([f"model={STEP_FAMILY}", *overrides, *recipe], device=device)
         if now * tolerance < median:
