@@ -339,6 +339,27 @@ def test_the_twin_classifier_learns_the_generators_classes_and_enters_g_with_a_m
         DCGANDiscriminator((1, 28, 28), num_classes=3, twin_head=True)
 
 
+def test_without_generator_class_loss_the_auxiliary_classifier_trains_the_discriminator_alone():
+    """generator_class_loss=false: G's loss is the adversarial term alone (its class term only logged); D's step still trains the class head."""
+    torch.manual_seed(0)
+    model = _gan(conditional=True, num_classes=3, spectral_norm=False, class_loss_weight=0.7, generator_class_loss=False)
+    assert "in D's loss only" in model.protocol()["discriminator"]
+    z, labels = torch.randn(12, 8), torch.arange(12) % 3
+    g_loss, logs = model._generator_loss(z, labels)
+    logits, class_logits, _ = model.discriminator(model.generator(z, labels), labels, return_class_logits=True)
+    assert torch.allclose(g_loss, F.softplus(-logits).mean(), atol=1e-6)
+    assert torch.allclose(logs["g_class_loss"], F.cross_entropy(class_logits, labels))
+    head_before = model.discriminator.classifier.weight.clone()
+    real = torch.rand(12, 1, 28, 28) * 2 - 1
+    opt_d = torch.optim.SGD(model.discriminator.parameters(), lr=0.1)
+    model.manual_backward = lambda loss: loss.backward()  # outside a Trainer
+    d_logs = model._discriminator_step(real, labels, opt_d)
+    assert "d_class_loss" in d_logs and not torch.equal(head_before, model.discriminator.classifier.weight)
+    for kw in ({}, {"class_loss_weight": 1.0, "projection": False}, {"class_loss_weight": 1.0, "twin_classifier": True}):
+        with pytest.raises(ValueError, match="generator_class_loss=false trains the auxiliary classifier for D alone"):
+            _gan(conditional=True, num_classes=3, generator_class_loss=False, **kw)
+
+
 def test_the_minibatch_standard_deviation_against_closed_forms():
     """Groups of identical samples give ~0, a group of x - 1 and x + 1 gives 1; a batch the group size does not divide takes a smaller group."""
     x = torch.randn(1, 3, 2, 2)

@@ -81,6 +81,12 @@ class GAN(GenerativeModel):
             data's classes look (Odena et al. train it on G's images too, a term that can
             reward fakes that are merely easy to classify: Gong et al. 2019, TAC-GAN). Needs a
             conditional model.
+        generator_class_loss: with class_loss_weight, G's loss adds the auxiliary classifier's
+            term (AC-GAN; default). False: the class head trains D alone, a class-separating
+            objective for the features that D's projection term also reads, and G meets the
+            label only through the projection term, without the push towards images easy to
+            classify (low conditional entropy H(y | G(z, y)), Gong et al. 2019) that the term in
+            G's loss brings. Needs class_loss_weight and projection, and no twin_classifier.
         projection: a conditional D's projection term (default true); false leaves D's
             real/fake logit unconditional, as AC-GAN's D (Odena et al. 2017), so the
             adversarial game is the unconditional GAN's and the class reaches G through the
@@ -127,7 +133,7 @@ class GAN(GenerativeModel):
     Raises:
         ValueError: an unknown loss, latent_dim or n_critic < 1, gp_weight < 0, a bad decay,
         d_lr <= 0, class_loss_weight <= 0 or without conditional, twin_classifier or projection=false without
-        class_loss_weight,
+        class_loss_weight, generator_class_loss=false without class_loss_weight or projection or with twin_classifier,
         mode_seeking_weight <= 0, minibatch_std_group < 2, a conditioning_transition that is not
         [start, end] with 0 <= start <= end or without conditional, an image shape the nets
         cannot take, or a conditional model with num_classes < 2.
@@ -162,6 +168,7 @@ class GAN(GenerativeModel):
         minibatch_std_by_label: bool = False,
         conditioning_transition: list[float] | None = None,
         self_modulation: bool | None = False,
+        generator_class_loss: bool = True,
     ):
         super().__init__(image_shape, optimizer)
         if loss not in GAN_LOSSES:
@@ -182,6 +189,9 @@ class GAN(GenerativeModel):
             raise ValueError("projection=false leaves the discriminator unconditional: set class_loss_weight (AC-GAN) so the label reaches G")
         if twin_classifier and class_loss_weight is None:
             raise ValueError("twin_classifier (TAC-GAN) needs the auxiliary classifier: set class_loss_weight too")
+        if not generator_class_loss and (class_loss_weight is None or not projection or twin_classifier):
+            raise ValueError("generator_class_loss=false trains the auxiliary classifier for D alone: it needs class_loss_weight and "
+                             "projection=true (the label's only way to G), and no twin_classifier (a term of G's loss)")
         if mode_seeking_weight is not None and not mode_seeking_weight > 0:
             raise ValueError(f"mode_seeking_weight must be positive or null, got {mode_seeking_weight}")
         if conditioning_transition is not None:
@@ -196,6 +206,7 @@ class GAN(GenerativeModel):
         self.latent_dim, self.loss_name, self.n_critic, self.gp_weight = latent_dim, loss, n_critic, gp_weight
         self.betas = tuple(resolved["betas"])
         self.d_lr, self.class_loss_weight, self.mode_seeking_weight = d_lr, class_loss_weight, mode_seeking_weight
+        self.generator_class_loss = generator_class_loss
         self._set_conditional(conditional, num_classes)
         self.spectral_norm, self.conditional_bn, self.self_modulation = (resolved[k] for k in ("spectral_norm", "conditional_bn", "self_modulation"))
         self.generator = DCGANGenerator(image_shape, latent_dim, base_channels, self.num_classes, self.conditional_bn, self.self_modulation)
@@ -315,9 +326,10 @@ class GAN(GenerativeModel):
             ratio = mode_seeking_ratio(fake, z)
             g_loss = g_loss + self.mode_seeking_weight / (ratio + MODE_SEEKING_EPS)
             logs["g_mode_seeking_ratio"] = ratio.detach()
-        if class_logits is not None:
+        if class_logits is not None:  # logged without generator_class_loss too: how well D's head names G's images
             class_loss = F.cross_entropy(class_logits, labels)
-            g_loss = g_loss + strength * self.class_loss_weight * class_loss
+            if self.generator_class_loss:
+                g_loss = g_loss + strength * self.class_loss_weight * class_loss
             logs["g_class_loss"] = class_loss.detach()
         if twin_logits is not None:  # G raises the twin head's loss: no reward for images merely easy to classify
             twin_loss = F.cross_entropy(twin_logits, labels)
@@ -409,7 +421,7 @@ class GAN(GenerativeModel):
             "discriminator": ("spectral normalisation (Miyato et al. 2018)" if self.spectral_norm
                               else "LayerNorm (per sample, for the gradient penalty)" if self.loss_name == "wgan-gp" else "BatchNorm (DCGAN)")
             + ("" if self.class_loss_weight is None else f"; auxiliary classifier on real images, weight {self.class_loss_weight:g} "
-               "(AC-GAN, Odena et al. 2017)")
+               "(AC-GAN, Odena et al. 2017)" + ("" if self.generator_class_loss else ", in D's loss only (none in G's)"))
             + ("" if self.discriminator.twin_classifier is None else
                "; twin classifier on generated images, subtracted in G's loss (TAC-GAN, Gong et al. 2019)")
             + ("" if self.discriminator.minibatch_std is None else
