@@ -61,6 +61,7 @@ from genzoo.families import names  # noqa: E402
 from genzoo.training.record import RunRecord  # noqa: E402
 
 WITHDRAWN = "withdrawn/slow-machine-period"
+FINISHED = ("completed", "diverged")  # statuses of a run that ended on its own: a record the table keeps (diverged counts as a result)
 
 
 def main(argv=None) -> int:
@@ -100,7 +101,7 @@ def main(argv=None) -> int:
     failed = 0
     for family, seed, minutes in plan:
         dest = out / "runs" / f"{family}-seed{seed}-{minutes:g}min"
-        if _completed(dest / "metrics.json"):
+        if _read_record(dest / "metrics.json", FINISHED) is not None:
             print(f"== {dest.name}: record already in {dest}, skipped", flush=True)
             continue
         run_dir = Path(args.runs) / f"{args.hardware}-{family}-seed{seed}"
@@ -150,15 +151,17 @@ def _records(runs: Path) -> list[RunRecord]:
 
 def _read_records(runs: Path, statuses: tuple[str, ...]) -> list[tuple[Path, RunRecord]]:
     """(folder, record) for each readable <name>/metrics.json in `runs` whose status is one of `statuses`, by name."""
-    found = []
-    for path in sorted(runs.glob("*/metrics.json")):
-        try:
-            record = RunRecord.read(path)
-        except (OSError, ValueError):
-            continue
-        if record.status in statuses:
-            found.append((path.parent, record))
-    return found
+    return [(path.parent, record) for path in sorted(runs.glob("*/metrics.json"))
+            if (record := _read_record(path, statuses)) is not None]
+
+
+def _read_record(path: Path, statuses: tuple[str, ...]) -> RunRecord | None:
+    """The record in metrics.json at `path` if it reads and its status is one of `statuses`, else None."""
+    try:
+        record = RunRecord.read(path)
+    except (OSError, ValueError):
+        return None
+    return record if record.status in statuses else None
 
 
 def _recipe_mismatch(runs: Path, families: list[str], overrides: list[str]) -> str | None:
@@ -207,7 +210,7 @@ def _records_recipe(runs: Path, family: str, overrides: list[str], finished: lis
     from genzoo.models.build import model_recipe
 
     if finished is None:
-        finished = _read_records(runs, ("completed", "diverged"))
+        finished = _read_records(runs, FINISHED)
     mine = [(folder, record) for folder, record in finished if record.model == family]
     if not mine:
         return _Recipes({}, {}, "", [])
@@ -302,7 +305,7 @@ def _slow_now(runs: Path, tolerance: float, overrides: list[str], device: str) -
     from genzoo.metrics.machine_speed import conv_gflops
     from genzoo.metrics.training_speed import training_images_per_second
 
-    finished = _read_records(runs, ("completed", "diverged"))  # read once: the speed medians and the recipe
+    finished = _read_records(runs, FINISHED)  # read once: the speed medians and the recipe
     records = [record for _, record in finished if record.status == "completed"]
     step_records = [r for r in records if r.model == STEP_FAMILY and r.timing.get("train_images_per_second")]
     if step_records:
@@ -345,13 +348,6 @@ def _device(hardware: str) -> str:
     from genzoo.models.build import run_device
 
     return run_device(load_config([f"hardware={hardware}"]).hardware).type
-
-
-def _completed(path: Path) -> bool:
-    try:
-        return RunRecord.read(path).status in ("completed", "diverged")
-    except (OSError, ValueError):
-        return False
 
 
 def _keep(run_dir: Path, dest: Path) -> None:
