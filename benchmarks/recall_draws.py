@@ -48,7 +48,7 @@ from genzoo import load_run, protocol  # noqa: E402
 from genzoo.artifacts import write_json  # noqa: E402
 from genzoo.data.datamodule import to_unit_range  # noqa: E402
 from genzoo.metrics.frechet import feature_statistics, frechet_distance  # noqa: E402
-from genzoo.metrics.harness import build_extractor, extract, generate, real_features  # noqa: E402
+from genzoo.metrics.harness import build_extractor, extract, generate  # noqa: E402
 from genzoo.metrics.precision_recall import density_coverage, knn_radii, precision_recall, share_inside_balls  # noqa: E402
 from genzoo.paths import default_cache_dir  # noqa: E402
 
@@ -137,9 +137,10 @@ def main() -> int:
         model, data = trained.model.eval(), trained.data
         extractor = build_extractor("classifier", data, default_cache_dir(), model.device)
         n = min(args.n, len(data.test_images))
-        real = real_features(extractor, data.test_images[:n], data.name, "test", default_cache_dir(), args.batch_size)
+        # one pass gives the test images' features and the classifier's verdicts on them
+        real, real_logits = extract(extractor, lambda a, b: to_unit_range(data.test_images[a:b]), n, args.batch_size)
+        real = real.float().cpu()  # as the reference cache holds them
         real_stats, classes = feature_statistics(real), torch.as_tensor(data.test_labels[:n])
-        _, real_logits = extract(extractor, lambda a, b: to_unit_range(data.test_images[a:b]), n, args.batch_size)
         named = real_logits.argmax(1).cpu() == classes
         labels = torch.arange(n) % data.num_classes if model.conditional else None
         rows = []
