@@ -339,6 +339,39 @@ def test_the_twin_classifier_learns_the_generators_classes_and_enters_g_with_a_m
         DCGANDiscriminator((1, 28, 28), num_classes=3, twin_head=True)
 
 
+def test_the_discriminative_classifier_is_one_softmax_over_real_and_generated_classes():
+    """ADC-GAN: G's class terms reduce to -w * (real-class logit - generated-class logit) (the log-sum-exp cancels);
+    D's class loss names real images k and G's images K + k under one softmax over 2K logits."""
+    torch.manual_seed(0)
+    w, k = 0.7, 3
+    model = _gan(conditional=True, num_classes=k, spectral_norm=False, class_loss_weight=w, discriminative_classifier=True)
+    assert "ADC-GAN" in model.protocol()["discriminator"] and model.discriminator.twin_classifier is not None
+    z, labels = torch.randn(12, 8), torch.arange(12) % k
+    g_loss, logs = model._generator_loss(z, labels)
+    logits, class_logits, twin_logits = model.discriminator(model.generator(z, labels), labels, return_class_logits=True)
+    picked = lambda head: head.gather(1, labels[:, None]).squeeze(1)  # noqa: E731
+    expected = F.softplus(-logits).mean() - w * (picked(class_logits) - picked(twin_logits)).mean()
+    assert torch.allclose(g_loss, expected, atol=1e-5)
+    joint = torch.cat([class_logits, twin_logits], 1)
+    assert torch.allclose(logs["g_twin_class_loss"], -torch.log_softmax(joint, 1).gather(1, (labels + k)[:, None]).mean(), atol=1e-6)
+    # D's step: with G's images as its fakes, the class loss is the 2K-way cross-entropy of real labels and generated ones
+    real = torch.rand(12, 1, 28, 28) * 2 - 1
+    with torch.no_grad():
+        _, real_c, real_t = model.discriminator(real, labels, return_class_logits=True)
+    d_real = F.cross_entropy(torch.cat([real_c, real_t], 1), labels)
+    model.manual_backward = lambda loss: loss.backward()  # outside a Trainer
+    d_logs = model._discriminator_step(real, labels, torch.optim.SGD(model.discriminator.parameters(), lr=0.0))
+    assert torch.allclose(d_logs["d_class_loss"], d_real, atol=1e-5)
+    # one epoch of training: both heads learn (the generated-class head from G's images only) and the terms are logged
+    heads_before = [model.discriminator.classifier.weight.clone(), model.discriminator.twin_classifier.weight.clone()]
+    trainer = _fit(model, batches=4)
+    assert not any(torch.equal(b, h.weight) for b, h in zip(heads_before, (model.discriminator.classifier, model.discriminator.twin_classifier)))
+    assert torch.isfinite(trainer.callback_metrics["train/d_twin_class_loss"])
+    for kw in ({}, {"class_loss_weight": 1.0, "twin_classifier": True}, {"class_loss_weight": 1.0, "generator_class_loss": False}):
+        with pytest.raises(ValueError, match="discriminative_classifier .ADC-GAN. needs class_loss_weight"):
+            _gan(conditional=True, num_classes=3, discriminative_classifier=True, **kw)
+
+
 def test_without_generator_class_loss_the_auxiliary_classifier_trains_the_discriminator_alone():
     """generator_class_loss=false: G's loss is the adversarial term alone (its class term only logged); D's step still trains the class head."""
     torch.manual_seed(0)

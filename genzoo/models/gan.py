@@ -98,6 +98,16 @@ class GAN(GenerativeModel):
             adversarial loss, which drives it towards images easy to classify and away from
             the classes' overlaps; the twin term cancels that bias, so the class-conditionals
             G learns can match the data's. Needs class_loss_weight.
+        discriminative_classifier: ADC-GAN's auxiliary discriminative classifier (Hou et al.
+            2022), with class_loss_weight w: the class head and a second head for G's images
+            share one softmax over 2K classes (real image of class k, generated image of class
+            k). D adds w * (its cross-entropy naming real images' labels + naming G's images'
+            labels as generated); G adds w * (cross-entropy of its images as real class y -
+            that as generated class y), which is -w * (real-class logit - generated-class
+            logit): the log-ratio of data to model joint densities at the optimal classifier.
+            Unlike AC-GAN's term it has no pull to images easy to classify, and unlike TAC's
+            twin the two heads are told apart on every image. Needs class_loss_weight, and
+            not twin_classifier (it uses the same second head).
         minibatch_std_group: None (off) or a group size >= 2: D's logit head also reads the
             minibatch standard deviation of its last features over groups of that many
             images (Karras et al. 2018, who use 4), so a batch of look-alike fakes is told
@@ -134,6 +144,7 @@ class GAN(GenerativeModel):
         ValueError: an unknown loss, latent_dim or n_critic < 1, gp_weight < 0, a bad decay,
         d_lr <= 0, class_loss_weight <= 0 or without conditional, twin_classifier or projection=false without
         class_loss_weight, generator_class_loss=false without class_loss_weight or projection or with twin_classifier,
+        discriminative_classifier without class_loss_weight or with twin_classifier or generator_class_loss=false,
         mode_seeking_weight <= 0, minibatch_std_group < 2, a conditioning_transition that is not
         [start, end] with 0 <= start <= end or without conditional, an image shape the nets
         cannot take, or a conditional model with num_classes < 2.
@@ -169,6 +180,7 @@ class GAN(GenerativeModel):
         conditioning_transition: list[float] | None = None,
         self_modulation: bool | None = False,
         generator_class_loss: bool = True,
+        discriminative_classifier: bool = False,
     ):
         super().__init__(image_shape, optimizer)
         if loss not in GAN_LOSSES:
@@ -192,6 +204,9 @@ class GAN(GenerativeModel):
         if not generator_class_loss and (class_loss_weight is None or not projection or twin_classifier):
             raise ValueError("generator_class_loss=false trains the auxiliary classifier for D alone: it needs class_loss_weight and "
                              "projection=true (the label's only way to G), and no twin_classifier (a term of G's loss)")
+        if discriminative_classifier and (class_loss_weight is None or twin_classifier or not generator_class_loss):
+            raise ValueError("discriminative_classifier (ADC-GAN) needs class_loss_weight and generator_class_loss=true, and no "
+                             "twin_classifier (both use D's second class head): set one of the two")
         if mode_seeking_weight is not None and not mode_seeking_weight > 0:
             raise ValueError(f"mode_seeking_weight must be positive or null, got {mode_seeking_weight}")
         if conditioning_transition is not None:
@@ -206,13 +221,14 @@ class GAN(GenerativeModel):
         self.latent_dim, self.loss_name, self.n_critic, self.gp_weight = latent_dim, loss, n_critic, gp_weight
         self.betas = tuple(resolved["betas"])
         self.d_lr, self.class_loss_weight, self.mode_seeking_weight = d_lr, class_loss_weight, mode_seeking_weight
-        self.generator_class_loss = generator_class_loss
+        self.generator_class_loss, self.discriminative_classifier = generator_class_loss, bool(discriminative_classifier)
         self._set_conditional(conditional, num_classes)
         self.spectral_norm, self.conditional_bn, self.self_modulation = (resolved[k] for k in ("spectral_norm", "conditional_bn", "self_modulation"))
         self.generator = DCGANGenerator(image_shape, latent_dim, base_channels, self.num_classes, self.conditional_bn, self.self_modulation)
         norm = "none" if self.spectral_norm else "layer" if loss == "wgan-gp" else "batch"
         self.discriminator = DCGANDiscriminator(image_shape, base_channels, norm, self.num_classes, self.spectral_norm,
-                                                class_head=class_loss_weight is not None, twin_head=bool(twin_classifier),
+                                                class_head=class_loss_weight is not None,
+                                                twin_head=bool(twin_classifier or discriminative_classifier),
                                                 minibatch_std_group=minibatch_std_group, projection=projection,
                                                 minibatch_std_by_label=minibatch_std_by_label)
         self.ema = None if ema_decay is None else ema_copy(self.generator, ema_decay)
@@ -276,16 +292,16 @@ class GAN(GenerativeModel):
     def _discriminator_step(self, real, labels, opt_d, strength: float = 1.0) -> dict:
         with torch.no_grad():
             fake = self.generator(self._noise(len(real)), labels)
-        real_logits, class_logits, _ = self._discriminate(real, labels, strength)
-        fake_logits, _, twin_logits = self._discriminate(fake, labels, strength)
+        real_logits, *real_heads = self._discriminate(real, labels, strength)
+        fake_logits, *fake_heads = self._discriminate(fake, labels, strength)
         d_loss = discriminator_loss(self.loss_name, real_logits, fake_logits)
         logs = {"d_loss": d_loss.detach(), **self._d_outputs(real_logits, fake_logits)}
-        if class_logits is not None:
-            class_loss = F.cross_entropy(class_logits, labels)
+        if real_heads[0] is not None:  # the class head learns the real images' labels
+            class_loss, named = self._class_loss(*real_heads, labels, generated=False)
             d_loss = d_loss + self.class_loss_weight * class_loss
-            logs.update(d_class_loss=class_loss.detach(), d_class_accuracy=(class_logits.argmax(1) == labels).float().mean())
-        if twin_logits is not None:  # the twin head learns the classes of G's images
-            twin_loss = F.cross_entropy(twin_logits, labels)
+            logs.update(d_class_loss=class_loss.detach(), d_class_accuracy=(named == labels).float().mean())
+        if fake_heads[1] is not None:  # the twin (or ADC's generated-class) head learns the classes of G's images
+            twin_loss, _ = self._class_loss(*fake_heads, labels, generated=True)
             d_loss = d_loss + self.class_loss_weight * twin_loss
             logs["d_twin_class_loss"] = twin_loss.detach()
         if self.loss_name == "wgan-gp":
@@ -327,15 +343,28 @@ class GAN(GenerativeModel):
             g_loss = g_loss + self.mode_seeking_weight / (ratio + MODE_SEEKING_EPS)
             logs["g_mode_seeking_ratio"] = ratio.detach()
         if class_logits is not None:  # logged without generator_class_loss too: how well D's head names G's images
-            class_loss = F.cross_entropy(class_logits, labels)
+            class_loss, _ = self._class_loss(class_logits, twin_logits, labels, generated=False)
             if self.generator_class_loss:
                 g_loss = g_loss + strength * self.class_loss_weight * class_loss
             logs["g_class_loss"] = class_loss.detach()
         if twin_logits is not None:  # G raises the twin head's loss: no reward for images merely easy to classify
-            twin_loss = F.cross_entropy(twin_logits, labels)
+            twin_loss, _ = self._class_loss(class_logits, twin_logits, labels, generated=True)
             g_loss = g_loss - strength * self.class_loss_weight * twin_loss
             logs["g_twin_class_loss"] = twin_loss.detach()
         return g_loss, logs
+
+    def _class_loss(self, class_logits, twin_logits, labels, generated: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross-entropy of D's class heads naming `labels` (B,) as real images' classes (generated=False) or as G's images'
+        (True), and the (B,) classes D names (0..K-1 real; with the discriminative classifier, K..2K-1 generated).
+
+        AC-GAN and TAC-GAN: the class head's (B, K) logits, or the twin head's for generated. The discriminative
+        classifier (ADC-GAN): one softmax over both heads' 2K logits, label y or K + y.
+        """
+        if self.discriminative_classifier:
+            joint = torch.cat([class_logits, twin_logits], dim=1)
+            return F.cross_entropy(joint, labels + self.num_classes if generated else labels), joint.argmax(1)
+        logits = twin_logits if generated else class_logits
+        return F.cross_entropy(logits, labels), logits.argmax(1)
 
     def _discriminate(self, x, labels, strength: float = 1.0) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """D's (B,) logits on x (projection term scaled by strength), its auxiliary classifier's (B, num_classes) logits
@@ -423,6 +452,8 @@ class GAN(GenerativeModel):
             + ("" if self.class_loss_weight is None else f"; auxiliary classifier on real images, weight {self.class_loss_weight:g} "
                "(AC-GAN, Odena et al. 2017)" + ("" if self.generator_class_loss else ", in D's loss only (none in G's)"))
             + ("" if self.discriminator.twin_classifier is None else
+               "; one softmax over real and generated classes (2K), its generated-class term subtracted in G's loss (ADC-GAN, Hou et al. 2022)"
+               if self.discriminative_classifier else
                "; twin classifier on generated images, subtracted in G's loss (TAC-GAN, Gong et al. 2019)")
             + ("" if self.discriminator.minibatch_std is None else
                "; minibatch standard deviation (Karras et al. 2018) over "
