@@ -68,6 +68,16 @@ def draws(model, n: int, seed: int, psis: list[float], batch_size: int, labels):
         yield psi, generate(scaled, n, batch_size, seed, labels)
 
 
+def test_reference(data, n: int, batch_size: int):
+    """The domain classifier of `data`'s dataset, and its first n test images' (n, D) features, their statistics, (n,) labels
+    and (n,) bool verdicts (the classifier names the image's class), in one pass over the images."""
+    extractor = build_extractor("classifier", data, default_cache_dir(), "cpu")
+    real, real_logits = extract(extractor, lambda a, b: to_unit_range(data.test_images[a:b]), n, batch_size)
+    real = real.float().cpu()  # as the reference cache holds them
+    classes = torch.as_tensor(data.test_labels[:n])
+    return extractor, real, feature_statistics(real), classes, real_logits.argmax(1).cpu() == classes
+
+
 def scores(real, real_stats, classes, named, num_classes: int, images, labels, extractor, batch_size: int) -> dict:
     """The scores of one draw, from the classifier's features of `images` against the real features.
 
@@ -133,15 +143,13 @@ def main() -> int:
     for path, trained in loaded.items():
         if args.psi != [1.0] and trained.model.prior_mode() is None:
             parser.error(f"{path}: a {trained.model.family} has no prior mode to scale codes towards; --psi needs a GAN, VAE, AE, DDPM, LDM or score run")
+    references = {}  # per dataset: the classifier, and the test images' features, statistics, labels and verdicts
     for path, trained in loaded.items():
         model, data = trained.model.eval(), trained.data
-        extractor = build_extractor("classifier", data, default_cache_dir(), model.device)
         n = min(args.n, len(data.test_images))
-        # one pass gives the test images' features and the classifier's verdicts on them
-        real, real_logits = extract(extractor, lambda a, b: to_unit_range(data.test_images[a:b]), n, args.batch_size)
-        real = real.float().cpu()  # as the reference cache holds them
-        real_stats, classes = feature_statistics(real), torch.as_tensor(data.test_labels[:n])
-        named = real_logits.argmax(1).cpu() == classes
+        if data.name not in references:
+            references[data.name] = test_reference(data, n, args.batch_size)
+        extractor, real, real_stats, classes, named = references[data.name]
         labels = torch.arange(n) % data.num_classes if model.conditional else None
         rows = []
         for seed in args.seeds:

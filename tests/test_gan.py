@@ -254,20 +254,29 @@ def _composed(*overrides):
 
 
 def test_the_conditional_default_is_the_measured_form_and_the_unconditional_gan_is_self_modulated_dcgan():
-    """model.conditional=true composes the form that met the FID and class-accuracy targets
-    (docs/results/editing-fast): BatchNorm projection D with an auxiliary classifier (w = 1) and
-    minibatch std in groups of 4, self-modulated conditional BatchNorm G; the unconditional GAN
-    gets the self-modulated G alone (BatchNorm whose scale and shift follow z), DCGAN's D."""
+    """model.conditional=true composes the form that met the FID and recall targets (docs/results/editing-fast):
+    BatchNorm projection D with an auxiliary discriminative classifier (ADC-GAN, w = 1) and minibatch std in
+    groups of 4, self-modulated conditional BatchNorm G; the unconditional GAN gets the self-modulated G
+    alone (BatchNorm whose scale and shift follow z), DCGAN's D."""
     cgan, saved = _composed("model.conditional=true")
     assert (saved.spectral_norm, saved.class_loss_weight, saved.minibatch_std_group, saved.self_modulation) == (False, 1.0, 4, True)
+    assert saved.discriminative_classifier is None  # the null the family resolves: on here
     d = cgan.discriminator
     assert not cgan.spectral_norm and cgan.conditional_bn and cgan.class_loss_weight == 1.0 and cgan.self_modulation
+    assert cgan.discriminative_classifier and d.twin_classifier is not None and "ADC-GAN" in cgan.protocol()["discriminator"]
+    # the null stays off where the classifier it would join is off or another form: no extra override needed
+    for form in ("model.class_loss_weight=null", "model.twin_classifier=true", "model.generator_class_loss=false"):
+        assert not _composed("model.conditional=true", form)[0].discriminative_classifier, form
+    assert "TAC-GAN" in _composed("model.conditional=true", "model.twin_classifier=true")[0].protocol()["discriminator"]
+    # a run recorded before the option (no key in its config.yaml) builds as it trained: AC-GAN's classifier
+    assert not GAN.resolved_args({"conditional": True, "class_loss_weight": 1.0})["discriminative_classifier"]
     assert all(m.modulation is not None for m in cgan.generator.modules() if isinstance(m, ConditionalBatchNorm2d))
     assert d.classifier is not None and d.embed is not None and d.minibatch_std.group_size == 4
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in d.modules())
     gan, saved = _composed()
     assert (saved.spectral_norm, saved.class_loss_weight, saved.minibatch_std_group, saved.self_modulation) == (False, None, None, True)
     assert gan.discriminator.classifier is None and gan.discriminator.minibatch_std is None and not gan.spectral_norm
+    assert not gan.discriminative_classifier and gan.discriminator.twin_classifier is None
     norms = [m for m in gan.generator.modules() if isinstance(m, ConditionalBatchNorm2d)]
     assert gan.self_modulation and norms and all(m.modulation is not None and m.gamma.num_embeddings == 1 for m in norms)
     dcgan, _ = _composed("model.self_modulation=false")

@@ -107,7 +107,10 @@ class GAN(GenerativeModel):
             logit): the log-ratio of data to model joint densities at the optimal classifier.
             Unlike AC-GAN's term it has no pull to images easy to classify, and unlike TAC's
             twin the two heads are told apart on every image. Needs class_loss_weight, and
-            not twin_classifier (it uses the same second head).
+            not twin_classifier (it uses the same second head). None: on for a conditional
+            GAN whose auxiliary classifier is in G's loss without a twin (the conditional
+            default since it met the recall target, docs/guide/gan.md); the constructor's
+            default is off, which is how a run recorded before the option loads.
         minibatch_std_group: None (off) or a group size >= 2: D's logit head also reads the
             minibatch standard deviation of its last features over groups of that many
             images (Karras et al. 2018, who use 4), so a batch of look-alike fakes is told
@@ -180,13 +183,16 @@ class GAN(GenerativeModel):
         conditioning_transition: list[float] | None = None,
         self_modulation: bool | None = False,
         generator_class_loss: bool = True,
-        discriminative_classifier: bool = False,
+        discriminative_classifier: bool | None = False,
     ):
         super().__init__(image_shape, optimizer)
         if loss not in GAN_LOSSES:
             raise ValueError(f"unknown GAN loss '{loss}': choose one of {', '.join(GAN_LOSSES)}")
         resolved = self.resolved_args({"loss": loss, "n_critic": n_critic, "betas": betas, "conditional": conditional,
-                                       "spectral_norm": spectral_norm, "conditional_bn": conditional_bn, "self_modulation": self_modulation})
+                                       "spectral_norm": spectral_norm, "conditional_bn": conditional_bn, "self_modulation": self_modulation,
+                                       "class_loss_weight": class_loss_weight, "twin_classifier": twin_classifier,
+                                       "generator_class_loss": generator_class_loss, "discriminative_classifier": discriminative_classifier})
+        discriminative_classifier = resolved["discriminative_classifier"]
         n_critic = resolved["n_critic"]
         if latent_dim < 1 or n_critic < 1:
             raise ValueError(f"latent_dim and n_critic must be positive, got {latent_dim} and {n_critic}")
@@ -238,8 +244,10 @@ class GAN(GenerativeModel):
     def resolved_args(cls, args: dict) -> dict:
         """`args` with the GAN's nulls spelled out: n_critic and betas by the loss (DEFAULT_N_CRITIC,
         DEFAULT_BETAS; betas as a list), spectral_norm (None: on when conditional), conditional_bn
-        (None: on when conditional; always off unconditional), self_modulation (None: off).
-        Missing keys take the constructor's defaults first (ns loss, unconditional)."""
+        (None: on when conditional; always off unconditional), self_modulation (None: off),
+        discriminative_classifier (None: on when conditional with class_loss_weight, G's class term
+        and no twin_classifier). Missing keys take the constructor's defaults first (ns loss,
+        unconditional, no auxiliary classifier)."""
         out = dict(args)
         loss, conditional = out.get("loss", "ns"), bool(out.get("conditional", False))
         if loss in DEFAULT_N_CRITIC:  # an unknown loss is the constructor's error to raise
@@ -248,6 +256,9 @@ class GAN(GenerativeModel):
         out["spectral_norm"] = conditional if out.get("spectral_norm") is None else bool(out["spectral_norm"])
         out["conditional_bn"] = conditional and (out.get("conditional_bn") is None or bool(out["conditional_bn"]))
         out["self_modulation"] = bool(out.get("self_modulation"))
+        adc = out.get("discriminative_classifier", False)
+        out["discriminative_classifier"] = (bool(adc) if adc is not None else conditional and out.get("class_loss_weight") is not None
+                                            and out.get("generator_class_loss", True) and not out.get("twin_classifier"))
         return out
 
     def configure_optimizers(self):

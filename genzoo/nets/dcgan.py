@@ -9,7 +9,8 @@ each BatchNorm; with self_modulation every BatchNorm's scale and shift also foll
 et al. 2019). The discriminator adds the projection term <embed(y), phi(x)> (Miyato &
 Koyama 2018); with class_head it also classifies the image (the auxiliary classifier of
 Odena et al. 2017, AC-GAN), and with twin_head a second class head for the generator's
-images (Gong et al. 2019, TAC-GAN). spectral_norm divides every discriminator weight by its
+images (Gong et al. 2019, TAC-GAN; or, under one softmax with the first, the generated
+classes of ADC-GAN, Hou et al. 2022). spectral_norm divides every discriminator weight by its
 largest singular value (Miyato et al. 2018, SNGAN). minibatch_std_group appends the
 minibatch standard deviation to the discriminator's last feature map (Karras et al. 2018).
 Imports only torch.
@@ -228,7 +229,9 @@ class DCGANDiscriminator(nn.Module):
             (Odena et al. 2017's auxiliary classifier), returned by forward with
             return_class_logits=True; needs num_classes > 0.
         twin_head: a second such head (TAC-GAN's twin auxiliary classifier, Gong et al. 2019),
-            meant to learn the classes of the generator's images; needs class_head.
+            meant to learn the classes of the generator's images (or, its logits beside the
+            class head's under one softmax, ADC-GAN's generated classes, Hou et al. 2022);
+            needs class_head.
         minibatch_std_group: None (off) or the group size (>= 2; Karras et al. use 4) of a
             MinibatchStd channel appended to the last feature map, which the logit's linear
             head reads (the projection term and the class heads read the features alone).
