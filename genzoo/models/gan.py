@@ -41,7 +41,9 @@ class GAN(GenerativeModel):
     the auxiliary classifier, train/d_class_loss and train/d_class_accuracy (D's class head
     on the real batch) and train/g_class_loss (the head on G's images, against their labels);
     with the twin classifier, train/d_twin_class_loss (its loss on G's images) and
-    train/g_twin_class_loss; with the mode-seeking term, train/g_mode_seeking_ratio.
+    train/g_twin_class_loss; with the discriminative classifier, the same keys over its 2K
+    classes (class: named as real class y; twin: G's images named as generated class y);
+    with the mode-seeking term, train/g_mode_seeking_ratio.
     A GAN has no likelihood: validation and test log d_real and d_fake on held-out real
     images against as many samples (a large gap means D has overfit).
 
