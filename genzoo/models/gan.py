@@ -462,12 +462,13 @@ class GAN(GenerativeModel):
             + ("; every BatchNorm self-modulated by z (Chen et al. 2019)" if self.self_modulation else ""),
             "discriminator": ("spectral normalisation (Miyato et al. 2018)" if self.spectral_norm
                               else "LayerNorm (per sample, for the gradient penalty)" if self.loss_name == "wgan-gp" else "BatchNorm (DCGAN)")
-            + ("" if self.class_loss_weight is None else f"; auxiliary classifier on real images, weight {self.class_loss_weight:g} "
-               "(AC-GAN, Odena et al. 2017)" + ("" if self.generator_class_loss else ", in D's loss only (none in G's)"))
-            + ("" if self.discriminator.twin_classifier is None else
-               "; one softmax over real and generated classes (2K), its generated-class term subtracted in G's loss (ADC-GAN, Hou et al. 2022)"
-               if self.discriminative_classifier else
-               "; twin classifier on generated images, subtracted in G's loss (TAC-GAN, Gong et al. 2019)")
+            + ("" if self.class_loss_weight is None else
+               f"; auxiliary discriminative classifier, one softmax over real and generated classes (2K), weight {self.class_loss_weight:g}, "
+               "its generated-class term subtracted in G's loss (ADC-GAN, Hou et al. 2022)" if self.discriminative_classifier else
+               f"; auxiliary classifier on real images, weight {self.class_loss_weight:g} (AC-GAN, Odena et al. 2017)"
+               + ("" if self.generator_class_loss else ", in D's loss only (none in G's)")
+               + ("" if self.discriminator.twin_classifier is None else
+                  "; twin classifier on generated images, subtracted in G's loss (TAC-GAN, Gong et al. 2019)"))
             + ("" if self.discriminator.minibatch_std is None else
                "; minibatch standard deviation (Karras et al. 2018) over "
                + ("the batch's images of each class" if self.discriminator.minibatch_std_by_label
