@@ -68,7 +68,7 @@ def draws(model, n: int, seed: int, psis: list[float], batch_size: int, labels):
         yield psi, generate(scaled, n, batch_size, seed, labels)
 
 
-def test_reference(data, n: int, batch_size: int):
+def held_out_reference(data, n: int, batch_size: int):
     """The domain classifier of `data`'s dataset, and its first n test images' (n, D) features, their statistics, (n,) labels
     and (n,) bool verdicts (the classifier names the image's class), in one pass over the images."""
     extractor = build_extractor("classifier", data, default_cache_dir(), "cpu")
@@ -148,7 +148,7 @@ def main() -> int:
         model, data = trained.model.eval(), trained.data
         n = min(args.n, len(data.test_images))
         if data.name not in references:
-            references[data.name] = test_reference(data, n, args.batch_size)
+            references[data.name] = held_out_reference(data, n, args.batch_size)
         extractor, real, real_stats, classes, named = references[data.name]
         labels = torch.arange(n) % data.num_classes if model.conditional else None
         rows = []

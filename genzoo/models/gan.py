@@ -212,7 +212,7 @@ class GAN(GenerativeModel):
         if not generator_class_loss and (class_loss_weight is None or not projection or twin_classifier):
             raise ValueError("generator_class_loss=false trains the auxiliary classifier for D alone: it needs class_loss_weight and "
                              "projection=true (the label's only way to G), and no twin_classifier (a term of G's loss)")
-        if discriminative_classifier and (class_loss_weight is None or twin_classifier or not generator_class_loss):
+        if discriminative_classifier and not _discriminative_classifier_fits(class_loss_weight, generator_class_loss, twin_classifier):
             raise ValueError("discriminative_classifier (ADC-GAN) needs class_loss_weight and generator_class_loss=true, and no "
                              "twin_classifier (both use D's second class head): set one of the two")
         if mode_seeking_weight is not None and not mode_seeking_weight > 0:
@@ -229,7 +229,7 @@ class GAN(GenerativeModel):
         self.latent_dim, self.loss_name, self.n_critic, self.gp_weight = latent_dim, loss, n_critic, gp_weight
         self.betas = tuple(resolved["betas"])
         self.d_lr, self.class_loss_weight, self.mode_seeking_weight = d_lr, class_loss_weight, mode_seeking_weight
-        self.generator_class_loss, self.discriminative_classifier = generator_class_loss, bool(discriminative_classifier)
+        self.generator_class_loss, self.discriminative_classifier = generator_class_loss, discriminative_classifier
         self._set_conditional(conditional, num_classes)
         self.spectral_norm, self.conditional_bn, self.self_modulation = (resolved[k] for k in ("spectral_norm", "conditional_bn", "self_modulation"))
         self.generator = DCGANGenerator(image_shape, latent_dim, base_channels, self.num_classes, self.conditional_bn, self.self_modulation)
@@ -259,8 +259,8 @@ class GAN(GenerativeModel):
         out["conditional_bn"] = conditional and (out.get("conditional_bn") is None or bool(out["conditional_bn"]))
         out["self_modulation"] = bool(out.get("self_modulation"))
         adc = out.get("discriminative_classifier", False)
-        out["discriminative_classifier"] = (bool(adc) if adc is not None else conditional and out.get("class_loss_weight") is not None
-                                            and out.get("generator_class_loss", True) and not out.get("twin_classifier"))
+        out["discriminative_classifier"] = (bool(adc) if adc is not None else conditional and _discriminative_classifier_fits(
+            out.get("class_loss_weight"), out.get("generator_class_loss", True), out.get("twin_classifier")))
         return out
 
     def configure_optimizers(self):
@@ -481,6 +481,12 @@ class GAN(GenerativeModel):
             "test_d_real/test_d_fake": "mean D output on the n_test test images and as many samples "
             + ("(probabilities)" if self.loss_name == "ns" else "(raw critic values)"),
         }
+
+
+def _discriminative_classifier_fits(class_loss_weight, generator_class_loss, twin_classifier) -> bool:
+    """Whether ADC-GAN's classifier can join these options: it needs the auxiliary classifier in G's loss, and D's second
+    head free of a twin (its null is on exactly where it fits; an explicit true where it does not is an error)."""
+    return class_loss_weight is not None and bool(generator_class_loss) and not twin_classifier
 
 
 def _grad_norm(net) -> torch.Tensor:
