@@ -4,10 +4,12 @@ import json
 import math
 
 import pytest
+import torch
 
 from genzoo import families
 from genzoo.config import load_config
 from genzoo.paths import is_first_stage_of_a_run
+from genzoo.training.distributed import process_group_left_on_exit
 
 SMALL = ["budget=smoke", "budget.limit_train_batches=4", "budget.limit_val_batches=1", "budget.n_test=64", "progress_bar=false"]
 
@@ -25,6 +27,29 @@ def test_ddp_cpu_trains_a_vae_with_two_processes_and_writes_one_metrics_json(cli
     assert all(math.isfinite(payload["metrics"][k]) for k in ("bits_per_dim", "fid_classifier", "precision_classifier"))
     assert [p["batches"] for p in payload["quality_curve"]["points"]] == [2, 4]
     assert (run_dir / "samples.png").is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
+
+
+def _open_group(tmp_path, name):
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / name}", rank=0, world_size=1)
+
+
+def test_a_process_group_opened_during_the_run_is_destroyed_even_when_the_run_fails(tmp_path):
+    # left open, gloo's threads die with the interpreter and a rank can abort after its run succeeded (CI saw SIGABRT)
+    with pytest.raises(RuntimeError, match="mid-run"), process_group_left_on_exit():
+        _open_group(tmp_path, "store")
+        assert torch.distributed.is_initialized()
+        raise RuntimeError("mid-run")
+    assert not torch.distributed.is_initialized()
+
+
+def test_a_process_group_the_caller_opened_is_left_open(tmp_path):
+    _open_group(tmp_path, "store")
+    try:
+        with process_group_left_on_exit():
+            pass
+        assert torch.distributed.is_initialized()
+    finally:
+        torch.distributed.destroy_process_group()
 
 
 def test_ddp_inside_a_local_multirun_is_refused_in_one_line(cli):

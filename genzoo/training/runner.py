@@ -44,7 +44,7 @@ from genzoo.training.callbacks import (
     curve_seconds,
     time_to_quality,
 )
-from genzoo.training.distributed import generate_across_ranks
+from genzoo.training.distributed import generate_across_ranks, process_group_left_on_exit
 from genzoo.training.record import RunRecord
 from genzoo.training.resume import (
     AtomicCheckpointIO,
@@ -121,7 +121,7 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict | None:
     "interrupted"); CheckpointWriteError when a checkpoint cannot be written.
     """
     r = None
-    with PhaseSignals() as signals:
+    with process_group_left_on_exit(), PhaseSignals() as signals:
         try:
             r = build(cfg, callbacks)
             signals.phase = "train"
