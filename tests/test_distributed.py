@@ -29,21 +29,21 @@ def test_ddp_cpu_trains_a_vae_with_two_processes_and_writes_one_metrics_json(cli
     assert (run_dir / "samples.png").is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
 
 
-def _open_group(tmp_path, name):
-    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / name}", rank=0, world_size=1)
+def _open_group(tmp_path):
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
 
 
 def test_a_process_group_opened_during_the_run_is_destroyed_even_when_the_run_fails(tmp_path):
     # left open, gloo's threads die with the interpreter and a rank can abort after its run succeeded (CI saw SIGABRT)
     with pytest.raises(RuntimeError, match="mid-run"), process_group_left_on_exit():
-        _open_group(tmp_path, "store")
+        _open_group(tmp_path)
         assert torch.distributed.is_initialized()
         raise RuntimeError("mid-run")
     assert not torch.distributed.is_initialized()
 
 
 def test_a_process_group_the_caller_opened_is_left_open(tmp_path):
-    _open_group(tmp_path, "store")
+    _open_group(tmp_path)
     try:
         with process_group_left_on_exit():
             pass
