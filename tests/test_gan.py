@@ -533,3 +533,26 @@ def test_the_conditioning_transition_brings_the_label_in_linearly_over_its_epoch
             _gan(conditional=True, num_classes=3, conditioning_transition=bad)
     with pytest.raises(ValueError, match="on a conditional model, got \\[0, 1\\] with conditional=False"):
         _gan(conditioning_transition=[0, 1])
+
+
+def test_lr_decay_takes_both_learning_rates_linearly_to_zero_over_the_training_batches():
+    """lr_t = lr * (1 - t / T) at batch t of T (Miyato & Koyama 2018), D's own lr (TTUR) decayed alike."""
+    model = _gan(lr_decay=True, d_lr=4e-4)
+    seen = []
+
+    class Record(L.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            seen.append([opt.param_groups[0]["lr"] for opt in module.optimizers()])
+
+    images = torch.rand(16 * 4, 1, 28, 28) * 2 - 1
+    loader = DataLoader(TensorDataset(images, torch.zeros(len(images), dtype=torch.long)), batch_size=16)
+    trainer = L.Trainer(max_epochs=2, limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, accelerator="cpu", callbacks=[Record()])
+    trainer.fit(model, loader)  # T = 2 epochs x 4 batches
+    assert [lr for pair in seen for lr in pair] == pytest.approx([lr * (1 - t / 8) for t in range(8) for lr in (2e-4, 4e-4)])
+    assert [opt.param_groups[0]["lr"] for opt in model.optimizers()] == [0.0, 0.0]  # after the last batch
+    assert "linear decay" in model.protocol()["lr_schedule"] and _gan().protocol()["lr_schedule"] == "constant"
+    clocked = L.Trainer(max_epochs=-1, max_steps=-1, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+    with pytest.raises(ValueError, match="lr_decay=true decays the learning rates over a known number of training batches"):
+        clocked.fit(_gan(lr_decay=True), loader)

@@ -1,5 +1,6 @@
 """Generative adversarial network (Goodfellow et al. 2014) with DCGAN nets (Radford et al. 2016)."""
 
+import math
 from functools import partial
 
 import torch
@@ -145,6 +146,13 @@ class GAN(GenerativeModel):
             G's conditional BatchNorm is kept (its per-class scales see the unconditional game
             first; the paper scales StyleGAN2's class embedding instead). Sampling is
             unaffected. Needs conditional.
+        lr_decay: both nets' learning rates decay linearly from their initial values to 0
+            over the training batches (lr_t = lr * (1 - t / T), T =
+            trainer.estimated_stepping_batches), as Miyato & Koyama 2018 train the
+            projection discriminator against a conditional-BatchNorm G on ImageNet: the last
+            updates take small steps, an annealing of G's late oscillation that an EMA of G
+            gets by averaging instead. Needs a training length known in batches
+            (budget.max_epochs or budget.max_steps); budget=equal_time stops on the clock.
     Raises:
         ValueError: an unknown loss, latent_dim or n_critic < 1, gp_weight < 0, a bad decay,
         d_lr <= 0, class_loss_weight <= 0 or without conditional, twin_classifier or projection=false without
@@ -152,7 +160,8 @@ class GAN(GenerativeModel):
         discriminative_classifier without class_loss_weight or with twin_classifier or generator_class_loss=false,
         mode_seeking_weight <= 0, minibatch_std_group < 2, a conditioning_transition that is not
         [start, end] with 0 <= start <= end or without conditional, an image shape the nets
-        cannot take, or a conditional model with num_classes < 2.
+        cannot take, or a conditional model with num_classes < 2; when training starts,
+        lr_decay without a finite number of training batches.
     """
 
     family = "gan"
@@ -186,6 +195,7 @@ class GAN(GenerativeModel):
         self_modulation: bool | None = False,
         generator_class_loss: bool = True,
         discriminative_classifier: bool | None = False,
+        lr_decay: bool = False,
     ):
         super().__init__(image_shape, optimizer)
         if loss not in GAN_LOSSES:
@@ -223,7 +233,7 @@ class GAN(GenerativeModel):
                 raise ValueError(f"conditioning_transition must be [start, end] in epochs with 0 <= start <= end, on a conditional "
                                  f"model, got {conditioning_transition} with conditional={conditional}: e.g. [0, 5]")
             conditioning_transition = [float(v) for v in span]
-        self.conditioning_transition = conditioning_transition
+        self.conditioning_transition, self.lr_decay = conditioning_transition, bool(lr_decay)
         self.save_hyperparameters(ignore=["optimizer"], logger=False)  # the optimiser is in config.yaml
         self.automatic_optimization = False
         self.latent_dim, self.loss_name, self.n_critic, self.gp_weight = latent_dim, loss, n_critic, gp_weight
@@ -264,10 +274,17 @@ class GAN(GenerativeModel):
         return out
 
     def configure_optimizers(self):
-        return (
+        optimizers = [
             self.optimizer(self.generator.parameters(), betas=self.betas),
             self.optimizer(self.discriminator.parameters(), betas=self.betas, **({} if self.d_lr is None else {"lr": self.d_lr})),
-        )
+        ]
+        if not self.lr_decay:
+            return optimizers
+        total = self.trainer.estimated_stepping_batches
+        if math.isinf(total) or total < 1:
+            raise ValueError("model.lr_decay=true decays the learning rates over a known number of training batches: set "
+                             "budget.max_epochs or budget.max_steps (budget=equal_time stops on the clock), or lr_decay=false")
+        return optimizers, [torch.optim.lr_scheduler.LambdaLR(opt, linear_decay(int(total))) for opt in optimizers]
 
     def uncompiled_nets(self) -> dict[str, str]:
         if self.loss_name == "wgan-gp":
@@ -287,6 +304,9 @@ class GAN(GenerativeModel):
             logs.update(self._generator_step(len(real), labels, opt_g, strength))
         if self.conditioning_transition is not None:
             logs["conditioning_strength"] = torch.tensor(strength)
+        if self.lr_decay:  # manual optimisation: Lightning leaves the schedulers to the step
+            for scheduler in self.lr_schedulers():
+                scheduler.step()
         self.log_dict({f"train/{k}": v for k, v in logs.items()}, batch_size=len(real))
 
     def conditioning_strength(self, epoch: float) -> float:
@@ -454,6 +474,7 @@ class GAN(GenerativeModel):
             "n_critic": self.n_critic,
             "betas": list(self.betas),
             "d_lr": "the optimiser's (as G's)" if self.d_lr is None else f"{self.d_lr:g} (TTUR, Heusel et al. 2017)",
+            "lr_schedule": "linear decay to 0 over the training batches (Miyato & Koyama 2018)" if self.lr_decay else "constant",
             "sampler": "one generator pass" + (f" (EMA weights, BatchNorm statistics re-estimated on {EMA_STAT_BATCHES} x {EMA_STAT_BATCH} "
                                                 "fixed draws: standing statistics, Brock et al. 2019)" if self.ema is not None else "")
             + (f"; class-conditional ({'conditional BatchNorm' if self.conditional_bn else 'label embedding'} in G, "
@@ -481,6 +502,11 @@ class GAN(GenerativeModel):
             "test_d_real/test_d_fake": "mean D output on the n_test test images and as many samples "
             + ("(probabilities)" if self.loss_name == "ns" else "(raw critic values)"),
         }
+
+
+def linear_decay(total: int):
+    """LambdaLR's factor for a linear decay to 0 over `total` steps (> 0): step t -> max(0, 1 - t / total)."""
+    return lambda step: max(0.0, 1.0 - step / total)
 
 
 def _discriminative_classifier_fits(class_loss_weight, generator_class_loss, twin_classifier) -> bool:
