@@ -149,7 +149,7 @@ class GAN(GenerativeModel):
         lr_decay: both nets' learning rates decay linearly from their initial values to 0
             over the training batches (lr_t = lr * (1 - t / T), T =
             trainer.estimated_stepping_batches), as Miyato & Koyama 2018 train the
-            projection discriminator against a conditional-BatchNorm G on ImageNet: the last
+            projection discriminator against a conditional-BatchNorm G: the last
             updates take small steps, an annealing of G's late oscillation that an EMA of G
             gets by averaging instead. Needs a training length known in batches
             (budget.max_epochs or budget.max_steps); budget=equal_time stops on the clock.
